@@ -1,0 +1,156 @@
+//! The command line, spelled as imgbased spells it (`imgbase layout --init`,
+//! `base --add`, `layer --add`, …) so scripts written for it keep working.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imgbase",
+    version,
+    about = "Manage the host OS as LVM thin bases and bootable layers",
+    long_about = "imgbase keeps each OS version as a read-only LVM thin volume (a base) and \
+                  runs the node from writable thin snapshots of it (layers). It reads and \
+                  writes the same LV tags as oVirt's imgbased.",
+    after_help = "Examples:\n  imgbase layout\n  imgbase layout --init --from HostVG/root --nvr Node-1.0-0\n  \
+                  imgbase base --add Node-2.0-0 --size 10G\n  imgbase layer --add Node-2.0-0\n  \
+                  imgbase --dry-run --json layer --remove Node-1.0-0+1\n  imgbase w"
+)]
+pub struct Cli {
+    /// Volume group to manage [default: the one tagged imgbased:vg]
+    #[arg(long, global = true, value_name = "VG")]
+    pub vg: Option<String>,
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print the plan of a changing command and change nothing
+    #[arg(long, global = true, visible_alias = "dry")]
+    pub dry_run: bool,
+    /// Log every step and external command to stderr
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Root of the running system, to find the booted layer
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Seconds to wait for another imgbase operation to finish
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        default_value_t = 5,
+        env = "IMGBASE_LOCK_WAIT"
+    )]
+    pub lock_wait: u64,
+    /// Lock file that keeps operations one at a time
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "/run/lock/imgbase.lock",
+        env = "IMGBASE_LOCK_FILE",
+        hide = true
+    )]
+    pub lock_file: PathBuf,
+    /// The lvm binary (tests point it at a wrapper)
+    #[arg(
+        long,
+        global = true,
+        default_value = "lvm",
+        env = "IMGBASE_LVM",
+        hide = true
+    )]
+    pub lvm: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the bases and layers, or set up a layout on an installed root
+    Layout(LayoutArgs),
+    /// Add, remove and query bases (read-only OS images)
+    Base(BaseArgs),
+    /// Add, remove and query layers (writable snapshots of a base)
+    Layer(LayerArgs),
+    /// Say which layer the running system is on
+    W,
+    /// Write the man page and shell completions (for packaging)
+    #[command(hide = true)]
+    Docs {
+        /// Directory to write into
+        #[arg(long, default_value = "target/docs")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").args(["init", "init_nvr", "bases", "layers", "free_space"])))]
+pub struct LayoutArgs {
+    /// Adopt the installed root (a thin LV) as the first base and layer
+    #[arg(long)]
+    pub init: bool,
+    /// Same as --init --nvr NVR (imgbased's spelling)
+    #[arg(long, value_name = "NVR")]
+    pub init_nvr: Option<String>,
+    /// With --init: the root to adopt: VG/LV, /dev/…, or a mount point
+    #[arg(long, value_name = "SOURCE", default_value = "/")]
+    pub from: String,
+    /// With --init: Name-Version-Release of the first base [default: read
+    /// from usr/share/imgbase/build/meta/nvr in the root]
+    #[arg(long, value_name = "NVR", conflicts_with = "init_nvr")]
+    pub nvr: Option<String>,
+    /// List the bases, oldest first
+    #[arg(long)]
+    pub bases: bool,
+    /// List the layers, oldest first
+    #[arg(long)]
+    pub layers: bool,
+    /// Print the free data space of the thin pool
+    #[arg(long)]
+    pub free_space: bool,
+    /// Unit for --free-space: b, k, m, g, t
+    #[arg(long, default_value = "m", value_parser = ["b", "k", "m", "g", "t"])]
+    pub units: String,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["add", "remove", "latest", "of_layer"])))]
+pub struct BaseArgs {
+    /// Add an empty base named NVR (Name-Version-Release)
+    #[arg(long, value_name = "NVR", requires = "size")]
+    pub add: Option<String>,
+    /// Size of the new base, lvm-style (10G, 512M; no unit means MiB)
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<String>,
+    /// Remove a base and all of its layers
+    #[arg(long, value_name = "BASE")]
+    pub remove: Option<String>,
+    /// Print the newest base
+    #[arg(long)]
+    pub latest: bool,
+    /// Print the base a layer belongs to
+    #[arg(long, value_name = "LAYER")]
+    pub of_layer: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true)
+    .args(["add", "remove", "latest", "current", "volume_path"])))]
+pub struct LayerArgs {
+    /// Add a layer on BASE or LAYER [default: on the newest base]
+    #[arg(long, value_name = "BASE|LAYER", num_args = 0..=1, default_missing_value = "")]
+    pub add: Option<String>,
+    /// Remove a layer
+    #[arg(long, value_name = "LAYER")]
+    pub remove: Option<String>,
+    /// Print the newest layer
+    #[arg(long)]
+    pub latest: bool,
+    /// Print the layer the running system is booted from
+    #[arg(long)]
+    pub current: bool,
+    /// Print the device path of a layer
+    #[arg(long, value_name = "LAYER")]
+    pub volume_path: Option<String>,
+}

@@ -1,0 +1,50 @@
+//! The library's typed error: every refusal names what to do instead.
+
+use crate::model::layout::LayoutError;
+use crate::model::names::NameError;
+use crate::model::size::SizeError;
+use crate::sys::fs::FsError;
+use crate::sys::lock::LockError;
+use crate::sys::lvm::LvmError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Size(#[from] SizeError),
+    #[error(transparent)]
+    Lvm(#[from] LvmError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("no base named {name} in {vg} (see `imgbase layout --bases`)")]
+    UnknownBase { name: String, vg: String },
+    #[error("no layer named {name} in {vg} (see `imgbase layout --layers`)")]
+    UnknownLayer { name: String, vg: String },
+    #[error("no base or layer named {name} in {vg} (see `imgbase layout`)")]
+    UnknownImage { name: String, vg: String },
+    #[error("an LV named {name} already exists in {vg}: choose another name")]
+    NameTaken { name: String, vg: String },
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Admission(String),
+    #[error(
+        "{failed}{}",
+        if undo_failures.is_empty() {
+            "; everything this run changed was undone".to_string()
+        } else {
+            format!("; undoing also failed: {} (run `imgbase recover`)", undo_failures.join("; "))
+        }
+    )]
+    Step {
+        failed: String,
+        undo_failures: Vec<String>,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

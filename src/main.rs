@@ -1,0 +1,305 @@
+//! `imgbase`: parse the command line, run one verb, print its result as
+//! text or JSON. Logs go to stderr; results to stdout.
+
+mod cli;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser};
+use serde::Serialize;
+
+use cli::{BaseArgs, Cli, Command, LayerArgs, LayoutArgs};
+use imgbase::model::layout::Layout;
+use imgbase::model::size::parse_size;
+use imgbase::plan::{Executor, Plan};
+use imgbase::sys::cmd::SystemRunner;
+use imgbase::sys::fs::{DevNum, RealFilesystems, mount_point_of};
+use imgbase::sys::lock::OpLock;
+use imgbase::sys::lvm::LvmCli;
+use imgbase::verbs::{Ctx, base, layer, layout};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.debug);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the cause chain joined, as operators read it.
+            let msg = e
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ");
+            eprintln!("imgbase: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(debug: bool) {
+    let level = if debug { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMGBASE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// Everything one invocation needs from the system.
+struct App<'a> {
+    cli: &'a Cli,
+    lvm: LvmCli<'a>,
+    fs: RealFilesystems<'a>,
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    static RUNNER: SystemRunner = SystemRunner;
+    let app = App {
+        cli,
+        lvm: LvmCli::new(&RUNNER, cli.lvm.clone()),
+        fs: RealFilesystems { runner: &RUNNER },
+    };
+    match &cli.command {
+        Command::Layout(args) => app.layout(args),
+        Command::Base(args) => app.base(args),
+        Command::Layer(args) => app.layer(args),
+        Command::W => app.w(),
+        Command::Docs { out } => write_docs(out),
+    }
+}
+
+impl App<'_> {
+    fn ctx(&self) -> Result<Ctx<'_>> {
+        // The root may not be on an LV at all (a live system, a test);
+        // then no layer is booted.
+        let root = DevNum::of_mount(&self.cli.root)
+            .with_context(|| format!("reading the device of {}", self.cli.root.display()))?;
+        Ok(Ctx {
+            lvm: &self.lvm,
+            vg: self.cli.vg.clone(),
+            root: Some(root),
+        })
+    }
+
+    /// Lock (unless only printing), read the layout, plan, then run or print.
+    fn change(
+        &self,
+        what: &str,
+        plan: impl FnOnce(&Ctx) -> imgbase::error::Result<Plan>,
+    ) -> Result<()> {
+        let _lock = if self.cli.dry_run {
+            None
+        } else {
+            Some(OpLock::acquire(
+                &self.cli.lock_file,
+                Duration::from_secs(self.cli.lock_wait),
+                &format!("imgbase {what}"),
+            )?)
+        };
+        let ctx = self.ctx()?;
+        let plan = plan(&ctx)?;
+        if self.cli.dry_run {
+            return if self.cli.json {
+                print_json(&plan)
+            } else {
+                print!("{plan}");
+                Ok(())
+            };
+        }
+        Executor {
+            lvm: &self.lvm,
+            fs: &self.fs,
+        }
+        .execute(&plan)
+        .with_context(|| format!("could not {}", plan.summary))?;
+        if self.cli.json {
+            #[derive(Serialize)]
+            struct Done<'p> {
+                summary: &'p str,
+                vg: &'p str,
+                created: &'p [String],
+                removed: &'p [String],
+            }
+            print_json(&Done {
+                summary: &plan.summary,
+                vg: &plan.vg,
+                created: &plan.created,
+                removed: &plan.removed,
+            })
+        } else {
+            for lv in &plan.created {
+                println!("Created {lv}");
+            }
+            for lv in &plan.removed {
+                println!("Removed {lv}");
+            }
+            Ok(())
+        }
+    }
+
+    fn read(&self) -> Result<Layout> {
+        Ok(self.ctx()?.layout()?)
+    }
+
+    fn layout(&self, a: &LayoutArgs) -> Result<()> {
+        if a.init || a.init_nvr.is_some() {
+            let nvr = a.nvr.as_deref().or(a.init_nvr.as_deref());
+            let source = layout::Source::parse(&a.from)?;
+            return self.change("layout --init", |ctx| {
+                let records = ctx.report(true)?;
+                layout::plan_init(&records, &source, nvr, read_nvr)
+            });
+        }
+        let l = self.read()?;
+        for lv in &l.incomplete {
+            tracing::warn!(
+                "{lv} was left unfinished by an interrupted run; the next change clears it"
+            );
+        }
+        let names = |v: Vec<&str>| -> Result<()> {
+            if self.cli.json {
+                print_json(&v)
+            } else {
+                v.iter().for_each(|n| println!("{n}"));
+                Ok(())
+            }
+        };
+        if a.bases {
+            names(l.bases.iter().map(|b| b.volume.lv.as_str()).collect())
+        } else if a.layers {
+            names(l.layers().map(|x| x.volume.lv.as_str()).collect())
+        } else if a.free_space {
+            let f = layout::free_space(&l);
+            if self.cli.json {
+                print_json(&f)
+            } else {
+                let shift = match a.units.as_str() {
+                    "b" => 0,
+                    "k" => 10,
+                    "m" => 20,
+                    "g" => 30,
+                    _ => 40,
+                };
+                println!("{:.2}", f.data_free as f64 / (1u64 << shift) as f64);
+                Ok(())
+            }
+        } else if self.cli.json {
+            print_json(&l)
+        } else {
+            print!("{}", layout::Tree(&l));
+            Ok(())
+        }
+    }
+
+    fn base(&self, a: &BaseArgs) -> Result<()> {
+        if let Some(nvr) = &a.add {
+            let size = parse_size(a.size.as_deref().unwrap_or_default())?;
+            return self.change("base --add", |ctx| {
+                base::plan_add(&ctx.layout()?, nvr, size)
+            });
+        }
+        if let Some(name) = &a.remove {
+            return self.change("base --remove", |ctx| {
+                base::plan_remove(&ctx.layout()?, name)
+            });
+        }
+        let l = self.read()?;
+        let b = if let Some(layer) = &a.of_layer {
+            base::of_layer(&l, layer)?
+        } else {
+            base::latest(&l)?
+        };
+        self.print_name("base", &b.volume.lv)
+    }
+
+    fn layer(&self, a: &LayerArgs) -> Result<()> {
+        if let Some(target) = &a.add {
+            let target = Some(target.as_str()).filter(|t| !t.is_empty());
+            return self.change("layer --add", |ctx| layer::plan_add(&ctx.layout()?, target));
+        }
+        if let Some(name) = &a.remove {
+            return self.change("layer --remove", |ctx| {
+                layer::plan_remove(&ctx.layout()?, name)
+            });
+        }
+        let l = self.read()?;
+        if let Some(name) = &a.volume_path {
+            return self.print_name("path", &layer::volume_path(&l, name)?);
+        }
+        let x = if a.current {
+            layer::current(&l)?
+        } else {
+            layer::latest(&l)?
+        };
+        self.print_name("layer", &x.volume.lv)
+    }
+
+    fn w(&self) -> Result<()> {
+        let l = self.read()?;
+        let x = layer::current(&l)?;
+        if self.cli.json {
+            return print_json(&serde_json::json!({ "layer": x.volume.lv }));
+        }
+        println!("You are on {}", x.volume.lv);
+        Ok(())
+    }
+
+    fn print_name(&self, key: &str, value: &str) -> Result<()> {
+        if self.cli.json {
+            print_json(&serde_json::json!({ key: value }))
+        } else {
+            println!("{value}");
+            Ok(())
+        }
+    }
+}
+
+/// The NVR an imgbased-built image records inside its root.
+fn read_nvr(root: &imgbase::sys::lvm::LvRecord) -> imgbase::error::Result<String> {
+    let refuse = |why: String| {
+        imgbase::error::Error::Refused(format!(
+            "cannot read the NVR of {}/{}: {why}; pass it with --nvr NVR",
+            root.vg, root.name
+        ))
+    };
+    let dev = root
+        .kernel_major
+        .zip(root.kernel_minor)
+        .map(|(major, minor)| DevNum { major, minor })
+        .ok_or_else(|| refuse("it is not active".into()))?;
+    let dir = mount_point_of(dev).ok_or_else(|| refuse("it is not mounted".into()))?;
+    let file = dir.join(layout::NVR_FILE);
+    std::fs::read_to_string(&file)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| refuse(format!("{}: {e}", file.display())))
+}
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn write_docs(out: &Path) -> Result<()> {
+    use clap_complete::Shell;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut cmd = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .render(&mut page)?;
+    std::fs::write(out.join("imgbase.8"), page)?;
+    for sh in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(sh, &mut cmd, "imgbase", out)?;
+    }
+    println!("wrote the man page and completions to {}", out.display());
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! LV and VG tags: imgbased's own (shared with the Python tool, so either
+//! reads the other's nodes) and imgbase's extra facts in `imgbase:`.
+
+pub const VG: &str = "imgbased:vg";
+pub const POOL: &str = "imgbased:pool";
+pub const BASE: &str = "imgbased:base";
+pub const LAYER: &str = "imgbased:layer";
+/// The root LV a layout was initialised from; never removed.
+pub const INIT: &str = "imgbased:init";
+pub const VOLUME: &str = "imgbased:volume";
+
+/// On an LV this run (or a crashed one) is still building.
+pub const INCOMPLETE: &str = "imgbase:incomplete";
+/// On a base: the highest layer index ever handed out, so a removed
+/// layer's name is never given to a different layer.
+pub const LAST_LAYER: &str = "imgbase:last-layer=";
+
+/// New LVs are built under this prefix and renamed into place last.
+pub const TMP_PREFIX: &str = "imgbase-tmp-";
+
+pub fn last_layer(index: u32) -> String {
+    format!("{LAST_LAYER}{index}")
+}
+
+pub fn temp_name(final_name: &str) -> String {
+    format!("{TMP_PREFIX}{final_name}")
+}

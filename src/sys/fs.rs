@@ -1,0 +1,207 @@
+//! Filesystems inside logical volumes: what a new snapshot needs before it
+//! can be mounted beside its origin, and finding the device behind a path.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::cmd::{Cmd, CmdError, Runner};
+use super::mount::Mounted;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{0}")]
+    Command(#[from] CmdError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Filesystem work on block devices; a fake records calls in unit tests.
+pub trait Filesystems {
+    /// Make a fresh thin snapshot's filesystem independent of its origin:
+    /// replay the journal (the origin may have been mounted) and give it a
+    /// new UUID, so both can be mounted and told apart. Returns the
+    /// filesystem type, or None when the device holds no filesystem.
+    fn renew_uuid(&self, device: &str) -> Result<Option<String>, FsError>;
+}
+
+pub struct RealFilesystems<'r> {
+    pub runner: &'r dyn Runner,
+}
+
+impl RealFilesystems<'_> {
+    fn fs_type(&self, device: &str) -> Result<Option<String>, FsError> {
+        // -p probes the device itself, not the (possibly stale) cache.
+        let out = self
+            .runner
+            .output(&Cmd::new("blkid").args(["-p", "-o", "value", "-s", "TYPE", device]))?;
+        match out.code {
+            0 => Ok(Some(out.stdout.trim().to_string()).filter(|t| !t.is_empty())),
+            2 => Ok(None), // nothing recognised on the device
+            code => Err(CmdError::Failed {
+                cmd: format!("blkid -p {device}"),
+                code,
+                stderr: super::cmd::tail(&out.stderr),
+            }
+            .into()),
+        }
+    }
+
+    fn renew_ext(&self, device: &str) -> Result<(), FsError> {
+        // e2fsck exits 1 when it fixed something (a replayed journal): fine.
+        let out = self
+            .runner
+            .output(&Cmd::new("e2fsck").args(["-f", "-y", device]))?;
+        if out.code > 1 {
+            return Err(CmdError::Failed {
+                cmd: format!("e2fsck -f -y {device}"),
+                code: out.code,
+                stderr: super::cmd::tail(&format!("{}\n{}", out.stdout, out.stderr)),
+            }
+            .into());
+        }
+        self.runner
+            .run(&Cmd::new("tune2fs").args(["-U", "random", device]))?;
+        Ok(())
+    }
+
+    fn renew_xfs(&self, device: &str) -> Result<(), FsError> {
+        let uuid = Cmd::new("xfs_admin").args(["-U", "generate", device]);
+        if self.runner.run(&uuid).is_ok() {
+            return Ok(());
+        }
+        // A dirty log refuses UUID changes: replay it by mounting once
+        // (nouuid: the origin with the same UUID may be mounted).
+        let dir = tempfile::Builder::new()
+            .prefix("imgbase-xfs-")
+            .tempdir()
+            .map_err(|source| FsError::Io {
+                path: "temporary mount point".into(),
+                source,
+            })?;
+        Mounted::new(self.runner, device, dir.path(), "nouuid")?.unmount()?;
+        self.runner.run(&uuid)?;
+        Ok(())
+    }
+}
+
+impl Filesystems for RealFilesystems<'_> {
+    fn renew_uuid(&self, device: &str) -> Result<Option<String>, FsError> {
+        let fs = self.fs_type(device)?;
+        match fs.as_deref() {
+            Some("ext2" | "ext3" | "ext4") => self.renew_ext(device)?,
+            Some("xfs") => self.renew_xfs(device)?,
+            // Anything else is left as it is; it cannot be mounted twice
+            // safely, but it is not ours to rewrite.
+            Some(other) => tracing::warn!(device, fs = other, "unknown filesystem, UUID kept"),
+            None => {}
+        }
+        Ok(fs)
+    }
+}
+
+/// Records calls; reports ext4 for every device.
+#[derive(Debug, Default)]
+pub struct FakeFilesystems {
+    pub calls: std::cell::RefCell<Vec<String>>,
+}
+
+impl Filesystems for FakeFilesystems {
+    fn renew_uuid(&self, device: &str) -> Result<Option<String>, FsError> {
+        self.calls.borrow_mut().push(format!("renew {device}"));
+        Ok(Some("ext4".into()))
+    }
+}
+
+/// A block device number, as the kernel reports it in `lvs` (kernel
+/// major/minor) and in `stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DevNum {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl DevNum {
+    fn from_raw(dev: u64) -> Self {
+        DevNum {
+            major: rustix::fs::major(dev),
+            minor: rustix::fs::minor(dev),
+        }
+    }
+
+    /// The device holding the filesystem that `path` is on.
+    pub fn of_mount(path: &Path) -> Result<Self, FsError> {
+        let meta = std::fs::metadata(path).map_err(|source| FsError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Self::from_raw(meta.dev()))
+    }
+
+    /// The device a block special file (e.g. /dev/VG/LV) stands for.
+    pub fn of_node(path: &Path) -> Result<Option<Self>, FsError> {
+        let meta = std::fs::metadata(path).map_err(|source| FsError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        use std::os::unix::fs::FileTypeExt;
+        Ok(meta
+            .file_type()
+            .is_block_device()
+            .then(|| Self::from_raw(meta.rdev())))
+    }
+}
+
+/// Where a device is mounted, from /proc/self/mountinfo (first match).
+pub fn mount_point_of(dev: DevNum) -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = format!("{}:{}", dev.major, dev.minor);
+    info.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        let (_, _, devno, _, target) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+        (devno == want).then(|| std::path::PathBuf::from(unescape_mountinfo(target)))
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape_mountinfo(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 4);
+        match code.and_then(|c| u8::from_str_radix(c, 8).ok()) {
+            Some(b) => {
+                out.push(b as char);
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mountinfo(r"/mnt/a\040b"), "/mnt/a b");
+        assert_eq!(unescape_mountinfo(r"/x\134y"), r"/x\y");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn root_has_a_device_number() {
+        let d = DevNum::of_mount(Path::new("/")).unwrap();
+        assert!(d.major > 0 || d.minor > 0);
+    }
+}

@@ -1,0 +1,133 @@
+//! `imgbase layer`: add a writable layer (a thin snapshot) on a base or a
+//! layer, remove one, and answer which is newest, booted, or where it is.
+
+use crate::error::{Error, Result};
+use crate::model::layout::{Layer, Layout};
+use crate::model::names::{LayerName, next_layer_index};
+use crate::model::tags;
+use crate::plan::{Plan, Step};
+
+use super::{check_name_free, check_pool_room, finish_leftovers};
+
+/// A new layer on `target` (a base or a layer). Without a target, on the
+/// newest base: a snapshot of its newest layer, or of the base itself if
+/// it has none yet.
+pub fn plan_add(layout: &Layout, target: Option<&str>) -> Result<Plan> {
+    let (base, origin) = match target {
+        Some(name) => {
+            if let Some(b) = layout.base(name) {
+                (b, name.to_string())
+            } else if let Some((b, l)) = layout.layer(name) {
+                (b, l.volume.lv.clone())
+            } else {
+                return Err(Error::UnknownImage {
+                    name: name.into(),
+                    vg: layout.vg.clone(),
+                });
+            }
+        }
+        None => {
+            let b = super::base::latest(layout)?;
+            let origin = b
+                .layers
+                .last()
+                .map(|l| l.volume.lv.clone())
+                .unwrap_or_else(|| b.volume.lv.clone());
+            (b, origin)
+        }
+    };
+    let index = next_layer_index(
+        &base.nvr,
+        layout.all_names.iter().map(String::as_str),
+        base.last_layer,
+    );
+    let name = LayerName {
+        base: base.nvr.clone(),
+        index,
+    }
+    .to_string();
+    check_name_free(&layout.all_names, &layout.vg, &name)?;
+    check_pool_room(layout)?;
+
+    let temp = tags::temp_name(&name);
+    let mut plan = Plan::new(&layout.vg, format!("add layer {name} on {origin}"));
+    finish_leftovers(&mut plan, &layout.incomplete);
+    // Record the index first: a crash after this only skips a number.
+    let mut old = vec![];
+    if base.last_layer > 0 {
+        old.push(tags::last_layer(base.last_layer));
+    }
+    plan.push(Step::ChangeTags {
+        lv: base.volume.lv.clone(),
+        add: vec![tags::last_layer(index)],
+        del: old,
+    });
+    plan.push(Step::Snapshot {
+        origin,
+        lv: temp.clone(),
+        tags: vec![tags::INCOMPLETE.into()],
+    });
+    plan.push(Step::SetActive {
+        lv: temp.clone(),
+        active: true,
+    });
+    plan.push(Step::RenewFsUuid { lv: temp.clone() });
+    plan.commit_lv(&temp, &name, tags::LAYER);
+    plan.created.push(name);
+    Ok(plan)
+}
+
+pub fn plan_remove(layout: &Layout, name: &str) -> Result<Plan> {
+    let (base, layer) = find(layout, name)?;
+    if layer.booted {
+        return Err(Error::Refused(format!(
+            "refusing to remove layer {name}: the running system is booted from it; boot \
+             another layer first"
+        )));
+    }
+    let newest = layout.latest_base().map(|b| &b.nvr) == Some(&base.nvr);
+    if newest && base.layers.len() == 1 {
+        return Err(Error::Refused(format!(
+            "refusing to remove layer {name}: it is the only layer of the newest base {}; \
+             add another layer first (`imgbase layer --add {}`)",
+            base.volume.lv, base.volume.lv
+        )));
+    }
+    let mut plan = Plan::new(&layout.vg, format!("remove layer {name}"));
+    super::base::remove_lv(&mut plan, name);
+    Ok(plan)
+}
+
+pub fn find<'l>(
+    layout: &'l Layout,
+    name: &str,
+) -> Result<(&'l crate::model::layout::Base, &'l Layer)> {
+    layout.layer(name).ok_or_else(|| Error::UnknownLayer {
+        name: name.into(),
+        vg: layout.vg.clone(),
+    })
+}
+
+pub fn latest(layout: &Layout) -> Result<&Layer> {
+    layout
+        .latest_layer()
+        .ok_or_else(|| Error::Refused(format!("no layers in {} yet", layout.vg)))
+}
+
+pub fn current(layout: &Layout) -> Result<&Layer> {
+    layout.booted_layer().map(|(_, l)| l).ok_or_else(|| {
+        Error::Refused(format!(
+            "the running system is not booted from a layer of {}{}",
+            layout.vg,
+            layout
+                .booted
+                .as_deref()
+                .map(|lv| format!(" (its root is on {lv})"))
+                .unwrap_or_default()
+        ))
+    })
+}
+
+pub fn volume_path(layout: &Layout, name: &str) -> Result<String> {
+    Ok(find(layout, name)?.1.volume.path.clone())
+}
