@@ -1,0 +1,287 @@
+//! Tier 1: the `imgbase` binary end to end against a scripted `lvm`
+//! stand-in that serves a fixture report and logs every invocation.
+//! (Real LVM is exercised by the guest tier, tests/guest_*.rs.)
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+struct FakeNode {
+    dir: tempfile::TempDir,
+}
+
+impl FakeNode {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let report = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lvs-node.json");
+        let script = format!(
+            "#!/bin/sh\necho \"$*\" >> '{log}'\nif [ \"$1\" = lvs ]; then cat '{report}'; fi\n",
+            log = dir.path().join("calls").display(),
+            report = report.display()
+        );
+        let lvm = dir.path().join("lvm");
+        std::fs::write(&lvm, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&lvm, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FakeNode { dir }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("imgbase").unwrap();
+        c.env("IMGBASE_LVM", self.dir.path().join("lvm"))
+            .env("IMGBASE_LOCK_FILE", self.lock())
+            .env("IMGBASE_LOCK_WAIT", "1");
+        c
+    }
+
+    fn lock(&self) -> PathBuf {
+        self.dir.path().join("imgbase.lock")
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[test]
+fn layout_is_one_lvs_call_and_a_version_ordered_tree() {
+    let node = FakeNode::new();
+    node.cmd()
+        .arg("layout")
+        .assert()
+        .success()
+        .stdout("Node-1.0-0\n +- Node-1.0-0+1\nNode-2-0\n +- Node-2-0+1\nNode-13-0\n");
+    let calls = node.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].starts_with("lvs --reportformat json"), "{calls:?}");
+}
+
+#[test]
+fn every_query_is_one_lvs_call() {
+    let node = FakeNode::new();
+    let queries: &[&[&str]] = &[
+        &["layout", "--bases"],
+        &["layout", "--layers"],
+        &["layout", "--free-space"],
+        &["base", "--latest"],
+        &["base", "--of-layer", "Node-2-0+1"],
+        &["layer", "--latest"],
+        &["layer", "--volume-path", "Node-2-0+1"],
+        &["--json", "layout"],
+    ];
+    for q in queries {
+        node.cmd().args(*q).assert().success();
+    }
+    assert_eq!(node.calls().len(), queries.len());
+}
+
+#[test]
+fn queries_answer_as_imgbased_does() {
+    let node = FakeNode::new();
+    node.cmd()
+        .args(["base", "--latest"])
+        .assert()
+        .stdout("Node-13-0\n");
+    node.cmd()
+        .args(["layer", "--latest"])
+        .assert()
+        .stdout("Node-2-0+1\n");
+    node.cmd()
+        .args(["base", "--of-layer", "Node-1.0-0+1"])
+        .assert()
+        .stdout("Node-1.0-0\n");
+    node.cmd()
+        .args(["layer", "--volume-path", "Node-1.0-0+1"])
+        .assert()
+        .stdout("/dev/HostVG/Node-1.0-0+1\n");
+    node.cmd()
+        .args(["layout", "--layers"])
+        .assert()
+        .stdout("Node-1.0-0+1\nNode-2-0+1\n");
+    // 10 GiB pool, 25% used: 7680 MiB free.
+    node.cmd()
+        .args(["layout", "--free-space"])
+        .assert()
+        .stdout("7680.00\n");
+    node.cmd()
+        .args(["layout", "--free-space", "--units", "g"])
+        .assert()
+        .stdout("7.50\n");
+}
+
+#[test]
+fn json_reports_parse() {
+    let node = FakeNode::new();
+    let out = node.cmd().args(["--json", "layout"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["vg"], "HostVG");
+    assert_eq!(v["bases"][2]["name"], "Node-13-0");
+    assert_eq!(v["bases"][0]["layers"][0]["name"], "Node-1.0-0+1");
+    assert_eq!(v["bases"][0]["read_only"], true);
+    assert_eq!(v["init_lv"], "root");
+    let out = node
+        .cmd()
+        .args(["--json", "layout", "--free-space"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["data_free"], 7680u64 << 20);
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_runs_only_the_report() {
+    let node = FakeNode::new();
+    node.cmd()
+        .args(["--dry-run", "layer", "--add", "Node-2-0"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Plan: add layer Node-2-0+2 on Node-2-0",
+        ))
+        .stdout(predicate::str::contains(
+            "rename imgbase-tmp-Node-2-0+2 to Node-2-0+2",
+        ));
+    let out = node
+        .cmd()
+        .args([
+            "--dry-run",
+            "--json",
+            "base",
+            "--add",
+            "Node-3-0",
+            "--size",
+            "1G",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"][0]["step"], "create-thin");
+    assert_eq!(v["steps"][0]["size"], 1u64 << 30);
+    assert!(
+        node.calls().iter().all(|c| c.starts_with("lvs ")),
+        "{:?}",
+        node.calls()
+    );
+}
+
+#[test]
+fn changes_run_their_plan_through_lvm() {
+    let node = FakeNode::new();
+    node.cmd()
+        .args(["base", "--add", "Node-3-0", "--size", "1G"])
+        .assert()
+        .success()
+        .stdout("Created Node-3-0\n");
+    let calls = node.calls();
+    assert!(calls[0].starts_with("lvs "));
+    assert_eq!(
+        &calls[1..],
+        [
+            "lvcreate -y --type thin -V 1073741824b -n imgbase-tmp-Node-3-0 --addtag imgbase:incomplete HostVG/pool",
+            "lvchange -p r HostVG/imgbase-tmp-Node-3-0",
+            "lvchange -k y HostVG/imgbase-tmp-Node-3-0",
+            "lvchange -an HostVG/imgbase-tmp-Node-3-0",
+            "lvrename HostVG imgbase-tmp-Node-3-0 Node-3-0",
+            "lvchange --addtag imgbased:base --deltag imgbase:incomplete HostVG/Node-3-0",
+        ]
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_nonzero_and_touches_nothing() {
+    let node = FakeNode::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["base", "--add", "Node 1-0-0", "--size", "1G"],
+            "not allowed",
+        ),
+        (
+            &["base", "--add", "Node-1.0-0", "--size", "1G"],
+            "already exists",
+        ),
+        (
+            &["base", "--add", "Node-9-0", "--size", "1X"],
+            "invalid size",
+        ),
+        (
+            &["base", "--add", "Node-9-0", "--size", "1T"],
+            "larger than the thin pool",
+        ),
+        (&["base", "--remove", "Nope-1-0"], "no base named"),
+        (&["layer", "--add", "Nope-1-0"], "no base or layer named"),
+        (&["layer", "--remove", "Node-13-0+1"], "no layer named"),
+        (&["layer", "--volume-path", "x"], "no layer named"),
+        (&["--vg", "Other", "layout"], ""),
+    ];
+    for (args, want) in cases {
+        let out = node.cmd().args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("imgbase: error: "), "{err}");
+    }
+    assert!(
+        node.calls().iter().all(|c| c.starts_with("lvs ")),
+        "{:?}",
+        node.calls()
+    );
+}
+
+#[test]
+fn a_second_run_waits_then_names_the_holder() {
+    let node = FakeNode::new();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(node.lock())
+        .unwrap();
+    lock.lock().unwrap();
+    std::fs::write(node.lock(), "pid 4242: imgbase update\n").unwrap();
+    node.cmd()
+        .args(["layer", "--add"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "another imgbase operation is running (pid 4242: imgbase update)",
+        ));
+    assert!(
+        node.calls().is_empty(),
+        "nothing read or changed while locked"
+    );
+    // Reports need no lock.
+    node.cmd().arg("layout").assert().success();
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let node = FakeNode::new();
+    node.cmd().args(["base"]).assert().code(2);
+    node.cmd().args(["base", "--add", "X-1-0"]).assert().code(2);
+    node.cmd()
+        .args(["layer", "--add", "--remove", "x"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn docs_generate_a_man_page_and_completions() {
+    let dir = tempfile::tempdir().unwrap();
+    Command::cargo_bin("imgbase")
+        .unwrap()
+        .args(["docs", "--out"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    let man = std::fs::read_to_string(dir.path().join("imgbase.8")).unwrap();
+    assert!(man.contains("imgbase"));
+    assert!(dir.path().join("imgbase.bash").exists());
+    assert!(dir.path().join("_imgbase").exists());
+}
