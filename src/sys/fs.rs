@@ -11,6 +11,8 @@ use super::mount::Mounted;
 pub enum FsError {
     #[error("{0}")]
     Command(#[from] CmdError),
+    #[error("the filesystem on {0} still has its origin's UUID after renewing it")]
+    UuidUnchanged(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -33,23 +35,6 @@ pub struct RealFilesystems<'r> {
 }
 
 impl RealFilesystems<'_> {
-    fn fs_type(&self, device: &str) -> Result<Option<String>, FsError> {
-        // -p probes the device itself, not the (possibly stale) cache.
-        let out = self
-            .runner
-            .output(&Cmd::new("blkid").args(["-p", "-o", "value", "-s", "TYPE", device]))?;
-        match out.code {
-            0 => Ok(Some(out.stdout.trim().to_string()).filter(|t| !t.is_empty())),
-            2 => Ok(None), // nothing recognised on the device
-            code => Err(CmdError::Failed {
-                cmd: format!("blkid -p {device}"),
-                code,
-                stderr: super::cmd::tail(&out.stderr),
-            }
-            .into()),
-        }
-    }
-
     fn renew_ext(&self, device: &str) -> Result<(), FsError> {
         // e2fsck exits 1 when it fixed something (a replayed journal): fine.
         let out = self
@@ -69,12 +54,9 @@ impl RealFilesystems<'_> {
     }
 
     fn renew_xfs(&self, device: &str) -> Result<(), FsError> {
-        let uuid = Cmd::new("xfs_admin").args(["-U", "generate", device]);
-        if self.runner.run(&uuid).is_ok() {
-            return Ok(());
-        }
-        // A dirty log refuses UUID changes: replay it by mounting once
-        // (nouuid: the origin with the same UUID may be mounted).
+        // xfs_admin refuses to touch a dirty log yet exits 0, so always
+        // replay it first by mounting once (nouuid: the origin, with the
+        // same UUID, may be mounted right now).
         let dir = tempfile::Builder::new()
             .prefix("imgbase-xfs-")
             .tempdir()
@@ -83,21 +65,48 @@ impl RealFilesystems<'_> {
                 source,
             })?;
         Mounted::new(self.runner, device, dir.path(), "nouuid")?.unmount()?;
-        self.runner.run(&uuid)?;
+        self.runner
+            .run(&Cmd::new("xfs_admin").args(["-U", "generate", device]))?;
         Ok(())
+    }
+
+    fn probe(&self, device: &str, tag: &str) -> Result<Option<String>, FsError> {
+        // -p probes the device itself, not the (possibly stale) cache.
+        let out = self
+            .runner
+            .output(&Cmd::new("blkid").args(["-p", "-o", "value", "-s", tag, device]))?;
+        match out.code {
+            0 => Ok(Some(out.stdout.trim().to_string()).filter(|t| !t.is_empty())),
+            2 => Ok(None), // nothing recognised on the device
+            code => Err(CmdError::Failed {
+                cmd: format!("blkid -p {device}"),
+                code,
+                stderr: super::cmd::tail(&out.stderr),
+            }
+            .into()),
+        }
     }
 }
 
 impl Filesystems for RealFilesystems<'_> {
     fn renew_uuid(&self, device: &str) -> Result<Option<String>, FsError> {
-        let fs = self.fs_type(device)?;
+        let fs = self.probe(device, "TYPE")?;
+        let before = self.probe(device, "UUID")?;
         match fs.as_deref() {
             Some("ext2" | "ext3" | "ext4") => self.renew_ext(device)?,
             Some("xfs") => self.renew_xfs(device)?,
             // Anything else is left as it is; it cannot be mounted twice
             // safely, but it is not ours to rewrite.
-            Some(other) => tracing::warn!(device, fs = other, "unknown filesystem, UUID kept"),
-            None => {}
+            Some(other) => {
+                tracing::warn!(device, fs = other, "unknown filesystem, UUID kept");
+                return Ok(fs);
+            }
+            None => return Ok(None),
+        }
+        // Tools have been seen to refuse and still exit 0: check.
+        let after = self.probe(device, "UUID")?;
+        if after == before {
+            return Err(FsError::UuidUnchanged(device.to_string()));
         }
         Ok(fs)
     }

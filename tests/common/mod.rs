@@ -1,0 +1,269 @@
+//! Shared by the guest-tier tests: real volume groups on loop devices,
+//! the imgbase binary, and the full `lvs` report to compare states.
+//! These run only inside the QEMU guest (tests/vm), where the kernel has
+//! device-mapper; anywhere else they fail loudly instead of skipping.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const IMGBASE: &str = env!("CARGO_BIN_EXE_imgbase");
+
+/// Run a tool; panic with its stderr if it fails.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .env("LC_ALL", "C")
+        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn lvm(args: &[&str]) -> String {
+    sh("lvm", args)
+}
+
+/// Fail loudly when run outside the guest tier.
+pub fn require_guest() {
+    assert!(
+        std::env::var_os("IMGBASE_GUEST").is_some(),
+        "this is a guest-tier test: it needs real device-mapper and runs in QEMU via `tests/run`"
+    );
+    assert!(
+        Path::new("/dev/mapper/control").exists(),
+        "no device-mapper in this guest"
+    );
+}
+
+/// A volume group on a sparse loop file with a thin pool, tagged nothing;
+/// removed with everything in it when dropped.
+pub struct TestVg {
+    pub name: String,
+    file: PathBuf,
+    loopdev: String,
+    pub lock: PathBuf,
+}
+
+impl TestVg {
+    /// `pool_mib` of thin pool in a VG of `disk_mib`.
+    pub fn new(name: &str, disk_mib: u64, pool_mib: u64) -> TestVg {
+        require_guest();
+        let dir = std::env::var("IMGBASE_TEST_DIR").unwrap_or_else(|_| "/tmp".into());
+        let file = PathBuf::from(dir).join(format!("{name}.img"));
+        let _ = std::fs::remove_file(&file);
+        sh(
+            "truncate",
+            &["-s", &format!("{disk_mib}M"), file.to_str().unwrap()],
+        );
+        let loopdev = sh("losetup", &["-f", "--show", file.to_str().unwrap()])
+            .trim()
+            .to_string();
+        lvm(&["pvcreate", "-qq", &loopdev]);
+        lvm(&["vgcreate", "-qq", name, &loopdev]);
+        lvm(&[
+            "lvcreate",
+            "-qq",
+            "--type",
+            "thin-pool",
+            "-L",
+            &format!("{pool_mib}M"),
+            "--poolmetadatasize",
+            "8M",
+            "-n",
+            "pool",
+            name,
+        ]);
+        TestVg {
+            name: name.into(),
+            file,
+            loopdev,
+            lock: PathBuf::from(format!("/run/imgbase-test-{name}.lock")),
+        }
+    }
+
+    /// A thin LV with a filesystem holding a marker file.
+    pub fn thin_with_fs(&self, lv: &str, mib: u64, fs: &str) {
+        lvm(&[
+            "lvcreate",
+            "-qq",
+            "--type",
+            "thin",
+            "-V",
+            &format!("{mib}M"),
+            "-n",
+            lv,
+            &format!("{}/pool", self.name),
+        ]);
+        let dev = self.dev(lv);
+        match fs {
+            "xfs" => sh("mkfs.xfs", &["-q", &dev]),
+            _ => sh("mkfs.ext4", &["-q", "-F", &dev]),
+        };
+        let mnt = tempfile::tempdir().unwrap();
+        sh("mount", &[&dev, mnt.path().to_str().unwrap()]);
+        std::fs::write(mnt.path().join("marker"), lv).unwrap();
+        sh("umount", &[mnt.path().to_str().unwrap()]);
+    }
+
+    pub fn dev(&self, lv: &str) -> String {
+        format!("/dev/{}/{lv}", self.name)
+    }
+
+    /// imgbase, with this VG's lock file, and `--vg` given.
+    pub fn imgbase(&self, args: &[&str]) -> Output {
+        let mut full = vec!["--vg", &self.name];
+        full.extend_from_slice(args);
+        self.imgbase_raw(&full)
+    }
+
+    /// imgbase exactly as given (no `--vg`).
+    pub fn imgbase_raw(&self, args: &[&str]) -> Output {
+        Command::new(IMGBASE)
+            .args(args)
+            .env("IMGBASE_LOCK_FILE", &self.lock)
+            .env("IMGBASE_LOCK_WAIT", "1")
+            .output()
+            .unwrap()
+    }
+
+    /// imgbase that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.imgbase(args);
+        assert!(
+            out.status.success(),
+            "imgbase {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// imgbase that must fail with one line naming `want`, changing nothing.
+    pub fn refused(&self, args: &[&str], want: &str) {
+        let before = self.state();
+        let out = self.imgbase(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "imgbase {args:?}: {err}");
+        assert!(
+            err.contains(want),
+            "imgbase {args:?}: {err:?} lacks {want:?}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert_eq!(self.state(), before, "imgbase {args:?} changed the VG");
+    }
+
+    /// Everything LVM knows of the VG that imgbase could change.
+    pub fn state(&self) -> String {
+        lvm(&[
+            "lvs",
+            "-a",
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "-o",
+            "lv_name,lv_attr,lv_size,origin,lv_tags,vg_tags,segtype,lv_uuid",
+            &self.name,
+        ])
+    }
+
+    pub fn attr(&self, lv: &str) -> String {
+        lvm(&[
+            "lvs",
+            "--noheadings",
+            "-o",
+            "lv_attr",
+            &format!("{}/{lv}", self.name),
+        ])
+        .trim()
+        .to_string()
+    }
+
+    pub fn tags(&self, lv: &str) -> Vec<String> {
+        lvm(&[
+            "lvs",
+            "--noheadings",
+            "-o",
+            "lv_tags",
+            &format!("{}/{lv}", self.name),
+        ])
+        .trim()
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = lvm(&["lvs", "--noheadings", "-o", "lv_name", &self.name])
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Adopt a fresh ext4 root as imgbase users do.
+    pub fn init(&self, nvr: &str) {
+        self.thin_with_fs("root", 64, "ext4");
+        let from = format!("{}/root", self.name);
+        self.ok(&["layout", "--init", "--from", &from, "--nvr", nvr]);
+    }
+}
+
+impl Drop for TestVg {
+    fn drop(&mut self) {
+        // Best effort: a failed test must not leave its VG to the next one.
+        let _ = Command::new("sh")
+            .args([
+                "-c",
+                "grep \" /tmp/.tmp\" /proc/mounts | cut -d' ' -f2 | xargs -r umount -l",
+            ])
+            .status();
+        let _ = Command::new("lvm")
+            .args(["vgremove", "-qq", "-ff", &self.name])
+            .output();
+        let _ = Command::new("lvm")
+            .args(["pvremove", "-qq", &self.loopdev])
+            .output();
+        let _ = Command::new("losetup").args(["-d", &self.loopdev]).output();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// Filesystem UUID of a device.
+pub fn fs_uuid(dev: &str) -> String {
+    sh("blkid", &["-p", "-o", "value", "-s", "UUID", dev])
+        .trim()
+        .to_string()
+}
+
+/// Mount read-only and return the guard directory.
+pub struct Mount {
+    pub dir: tempfile::TempDir,
+}
+
+impl Mount {
+    pub fn new(dev: &str, opts: &str) -> Mount {
+        let dir = tempfile::tempdir().unwrap();
+        sh("mount", &["-o", opts, dev, dir.path().to_str().unwrap()]);
+        Mount { dir }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
