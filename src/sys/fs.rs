@@ -70,14 +70,23 @@ impl RealFilesystems<'_> {
         Ok(())
     }
 
-    fn probe(&self, device: &str, tag: &str) -> Result<Option<String>, FsError> {
+    /// (TYPE, UUID) of what is on a device, in one probe.
+    fn probe(&self, device: &str) -> Result<(Option<String>, Option<String>), FsError> {
         // -p probes the device itself, not the (possibly stale) cache.
         let out = self
             .runner
-            .output(&Cmd::new("blkid").args(["-p", "-o", "value", "-s", tag, device]))?;
+            .output(&Cmd::new("blkid").args(["-p", "-o", "export", device]))?;
         match out.code {
-            0 => Ok(Some(out.stdout.trim().to_string()).filter(|t| !t.is_empty())),
-            2 => Ok(None), // nothing recognised on the device
+            0 => {
+                let field = |key: &str| {
+                    out.stdout
+                        .lines()
+                        .find_map(|l| l.strip_prefix(key))
+                        .map(str::to_string)
+                };
+                Ok((field("TYPE="), field("UUID=")))
+            }
+            2 => Ok((None, None)), // nothing recognised on the device
             code => Err(CmdError::Failed {
                 cmd: format!("blkid -p {device}"),
                 code,
@@ -90,8 +99,7 @@ impl RealFilesystems<'_> {
 
 impl Filesystems for RealFilesystems<'_> {
     fn renew_uuid(&self, device: &str) -> Result<Option<String>, FsError> {
-        let fs = self.probe(device, "TYPE")?;
-        let before = self.probe(device, "UUID")?;
+        let (fs, before) = self.probe(device)?;
         match fs.as_deref() {
             Some("ext2" | "ext3" | "ext4") => self.renew_ext(device)?,
             Some("xfs") => self.renew_xfs(device)?,
@@ -104,7 +112,7 @@ impl Filesystems for RealFilesystems<'_> {
             None => return Ok(None),
         }
         // Tools have been seen to refuse and still exit 0: check.
-        let after = self.probe(device, "UUID")?;
+        let (_, after) = self.probe(device)?;
         if after == before {
             return Err(FsError::UuidUnchanged(device.to_string()));
         }
