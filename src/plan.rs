@@ -180,6 +180,21 @@ impl Plan {
         self
     }
 
+    /// A writable thin snapshot of `origin` under the temporary name `temp`,
+    /// active, with a filesystem of its own (journal replayed, new UUID).
+    pub fn new_snapshot(&mut self, origin: &str, temp: &str) -> &mut Self {
+        self.push(Step::Snapshot {
+            origin: origin.into(),
+            lv: temp.into(),
+            tags: vec![tags::INCOMPLETE.into()],
+        });
+        self.push(Step::SetActive {
+            lv: temp.into(),
+            active: true,
+        });
+        self.push(Step::RenewFsUuid { lv: temp.into() })
+    }
+
     /// Build a new LV under a temporary name tagged incomplete, then (by
     /// [`Plan::commit_lv`]) rename it into place: a crash at any point
     /// leaves either nothing visible or the finished LV.

@@ -76,38 +76,33 @@ fn init_adopts_the_root_as_imgbased_would_tag_it() {
     assert!(l.incomplete.is_empty());
 }
 
-#[test]
-fn init_refuses_an_existing_layout_and_non_thin_roots() {
-    let f = node();
+/// `layout --init` from `vg/lv` of the fake, which must be refused.
+fn init_error(f: &FakeLvm, vg: &str, lv: &str) -> String {
     let src = layout::Source::Lv {
-        vg: "HostVG".into(),
-        lv: "root".into(),
+        vg: vg.into(),
+        lv: lv.into(),
     };
-    let err = layout::plan_init(
+    layout::plan_init(
         &f.report(&Scope::All).unwrap(),
         &src,
         Some("X-1-0"),
         |_| unreachable!(),
     )
-    .unwrap_err();
-    assert!(err.to_string().contains("already exists"), "{err}");
+    .unwrap_err()
+    .to_string()
+}
+
+#[test]
+fn init_refuses_an_existing_layout_and_non_thin_roots() {
+    let err = init_error(&node(), "HostVG", "root");
+    assert!(err.contains("already exists"), "{err}");
 
     let f = FakeLvm::with_pool("vg", "pool", GIB);
     f.vg_tags.borrow_mut().clear();
     f.add_thin("lin", GIB, &[]);
     f.lvs.borrow_mut().last_mut().unwrap().segtype = "linear".into();
-    let src = layout::Source::Lv {
-        vg: "vg".into(),
-        lv: "lin".into(),
-    };
-    let err = layout::plan_init(
-        &f.report(&Scope::All).unwrap(),
-        &src,
-        Some("X-1-0"),
-        |_| unreachable!(),
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("not a thin LV"), "{err}");
+    let err = init_error(&f, "vg", "lin");
+    assert!(err.contains("not a thin LV"), "{err}");
 }
 
 #[test]

@@ -62,16 +62,7 @@ pub fn plan_add(layout: &Layout, target: Option<&str>) -> Result<Plan> {
         add: vec![tags::last_layer(index)],
         del: old,
     });
-    plan.push(Step::Snapshot {
-        origin,
-        lv: temp.clone(),
-        tags: vec![tags::INCOMPLETE.into()],
-    });
-    plan.push(Step::SetActive {
-        lv: temp.clone(),
-        active: true,
-    });
-    plan.push(Step::RenewFsUuid { lv: temp.clone() });
+    plan.new_snapshot(&origin, &temp);
     plan.commit_lv(&temp, &name, tags::LAYER);
     plan.created.push(name);
     Ok(plan)

@@ -196,18 +196,7 @@ pub fn plan_init(
     finish_leftovers(&mut plan, &leftovers);
 
     let temp_base = tags::temp_name(&base);
-    plan.push(Step::Snapshot {
-        origin: root.name.clone(),
-        lv: temp_base.clone(),
-        tags: vec![tags::INCOMPLETE.into()],
-    });
-    plan.push(Step::SetActive {
-        lv: temp_base.clone(),
-        active: true,
-    });
-    plan.push(Step::RenewFsUuid {
-        lv: temp_base.clone(),
-    });
+    plan.new_snapshot(&root.name, &temp_base);
     super::base::protect(&mut plan, &temp_base);
     plan.commit_lv(&temp_base, &base, tags::BASE);
 
@@ -217,18 +206,7 @@ pub fn plan_init(
         add: vec![tags::last_layer(1)],
         del: vec![],
     });
-    plan.push(Step::Snapshot {
-        origin: base.clone(),
-        lv: temp_layer.clone(),
-        tags: vec![tags::INCOMPLETE.into()],
-    });
-    plan.push(Step::SetActive {
-        lv: temp_layer.clone(),
-        active: true,
-    });
-    plan.push(Step::RenewFsUuid {
-        lv: temp_layer.clone(),
-    });
+    plan.new_snapshot(&base, &temp_layer);
     plan.commit_lv(&temp_layer, &layer, tags::LAYER);
 
     // Tag the VG last: until then no command sees a layout at all.
