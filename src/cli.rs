@@ -52,6 +52,19 @@ pub struct Cli {
         hide = true
     )]
     pub lock_file: PathBuf,
+    /// Progress of long writes on stderr: a bar on a terminal, or JSON lines
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub progress: imgbase::sys::progress::ProgressMode,
+    /// Where downloaded images are cached, by digest
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/cache/imgbase",
+        env = "IMGBASE_CACHE_DIR",
+        hide_short_help = true
+    )]
+    pub cache_dir: PathBuf,
     /// The lvm binary (tests point it at a wrapper)
     #[arg(
         long,
@@ -115,14 +128,35 @@ pub struct LayoutArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("what").required(true).args(["add", "remove", "latest", "of_layer"])))]
+#[command(group(ArgGroup::new("what").required(true)
+    .args(["add", "remove", "latest", "of_layer", "export"])))]
 pub struct BaseArgs {
-    /// Add an empty base named NVR (Name-Version-Release)
-    #[arg(long, value_name = "NVR", requires = "size")]
+    /// Add a base named NVR (Name-Version-Release): empty with --size, or
+    /// filled from an image with --from (the NVR may then come from the image)
+    #[arg(long, value_name = "NVR", num_args = 0..=1, default_missing_value = "")]
     pub add: Option<String>,
+    /// With --add: the OS image: a liveimg squashfs, an ext4/xfs image, a
+    /// qemu disk image (qcow2, vmdk, …), a tar[.gz|.zst] root tree, an
+    /// imgbase bundle, or an http(s) URL of one
+    #[arg(long, value_name = "IMAGE", requires = "add")]
+    pub from: Option<String>,
     /// Size of the new base, lvm-style (10G, 512M; no unit means MiB)
     #[arg(long, value_name = "SIZE")]
     pub size: Option<String>,
+    /// With --from: the image's expected sha256 [default: from a SHA256SUMS
+    /// file beside the image, if there is one]
+    #[arg(long, value_name = "HEX", requires = "from")]
+    pub sha256: Option<String>,
+    /// With --from: write the whole image, not just its difference from the
+    /// previous base
+    #[arg(long, requires = "from")]
+    pub no_delta: bool,
+    /// Write a base as an imgbase bundle (.tar.zst) to --output
+    #[arg(long, value_name = "BASE", requires = "output")]
+    pub export: Option<String>,
+    /// With --export: the bundle file to write
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// Remove a base and all of its layers
     #[arg(long, value_name = "BASE")]
     pub remove: Option<String>,

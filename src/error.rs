@@ -21,6 +21,10 @@ pub enum Error {
     Fs(#[from] FsError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Images(#[from] crate::sys::images::ImagesError),
+    #[error(transparent)]
+    Fetch(#[from] crate::sys::fetch::FetchError),
     #[error("no base named {name} in {vg} (see `imgbase layout --bases`)")]
     UnknownBase { name: String, vg: String },
     #[error("no layer named {name} in {vg} (see `imgbase layout --layers`)")]

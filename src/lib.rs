@@ -4,6 +4,7 @@
 //! `plan` executes them through the `sys` traits; nothing here knows the CLI.
 
 pub mod error;
+pub mod image;
 pub mod model;
 pub mod plan;
 pub mod sys;

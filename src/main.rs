@@ -4,7 +4,7 @@
 mod cli;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,13 +13,17 @@ use clap::{CommandFactory, Parser};
 use serde::Serialize;
 
 use cli::{BaseArgs, Cli, Command, LayerArgs, LayoutArgs};
+use imgbase::image::digest::{digest_from_sums, parse_sha256};
 use imgbase::model::layout::Layout;
 use imgbase::model::size::parse_size;
 use imgbase::plan::{Executor, Plan};
 use imgbase::sys::cmd::SystemRunner;
+use imgbase::sys::fetch::{Fetcher, is_url};
 use imgbase::sys::fs::{DevNum, RealFilesystems, mount_point_of};
+use imgbase::sys::images::{Images, RealImages};
 use imgbase::sys::lock::OpLock;
 use imgbase::sys::lvm::LvmCli;
+use imgbase::sys::progress::Progress;
 use imgbase::verbs::{Ctx, base, layer, layout};
 
 fn main() -> ExitCode {
@@ -55,16 +59,22 @@ fn init_logging(debug: bool) {
 /// Everything one invocation needs from the system.
 struct App<'a> {
     cli: &'a Cli,
+    runner: &'a SystemRunner,
     lvm: LvmCli<'a>,
     fs: RealFilesystems<'a>,
+    images: RealImages<'a>,
+    progress: Progress,
 }
 
 fn run(cli: &Cli) -> Result<()> {
     static RUNNER: SystemRunner = SystemRunner;
     let app = App {
         cli,
+        runner: &RUNNER,
         lvm: LvmCli::new(&RUNNER, cli.lvm.clone()),
         fs: RealFilesystems { runner: &RUNNER },
+        images: RealImages::new(&RUNNER, cli.cache_dir.join("work")),
+        progress: Progress::new(cli.progress),
     };
     match &cli.command {
         Command::Layout(args) => app.layout(args),
@@ -113,9 +123,20 @@ impl App<'_> {
                 Ok(())
             };
         }
+        if plan.steps.is_empty() {
+            // Nothing to change (e.g. the image is already a base).
+            return if self.cli.json {
+                print_json(&plan)
+            } else {
+                println!("{}", plan.summary);
+                Ok(())
+            };
+        }
         Executor {
             lvm: &self.lvm,
             fs: &self.fs,
+            images: &self.images,
+            progress: &self.progress,
         }
         .execute(&plan)
         .with_context(|| format!("could not {}", plan.summary))?;
@@ -200,10 +221,27 @@ impl App<'_> {
 
     fn base(&self, a: &BaseArgs) -> Result<()> {
         if let Some(nvr) = &a.add {
-            let size = parse_size(a.size.as_deref().unwrap_or_default())?;
+            let nvr = Some(nvr.as_str()).filter(|n| !n.is_empty());
+            let size = a.size.as_deref().map(parse_size).transpose()?;
+            if let Some(from) = &a.from {
+                return self.add_from_image(from, nvr, size, a);
+            }
+            let (Some(nvr), Some(size)) = (nvr, size) else {
+                // A usage error like clap's own: exit 2.
+                Cli::command()
+                    .error(
+                        clap::error::ErrorKind::MissingRequiredArgument,
+                        "an empty base needs a name and a size (`base --add NVR --size SIZE`); \
+                         to fill one from an image use --from IMAGE",
+                    )
+                    .exit();
+            };
             return self.change("base --add", |ctx| {
                 base::plan_add(&ctx.layout()?, nvr, size)
             });
+        }
+        if let (Some(name), Some(out)) = (&a.export, &a.output) {
+            return self.export(name, out);
         }
         if let Some(name) = &a.remove {
             return self.change("base --remove", |ctx| {
@@ -217,6 +255,70 @@ impl App<'_> {
             base::latest(&l)?
         };
         self.print_name("base", &b.volume.lv)
+    }
+
+    /// Fetch and inspect (no lock needed: nothing changes yet), then plan
+    /// and run under the lock.
+    fn add_from_image(
+        &self,
+        from: &str,
+        nvr: Option<&str>,
+        size: Option<u64>,
+        a: &BaseArgs,
+    ) -> Result<()> {
+        let given = a.sha256.as_deref().map(parse_sha256).transpose()?;
+        let (path, expected) = if is_url(from) {
+            let fetcher = Fetcher {
+                runner: self.runner,
+                cache: self.cli.cache_dir.clone(),
+            };
+            let expected = given.or_else(|| fetcher.sums_for(from));
+            (fetcher.fetch(from, expected.as_deref())?, expected)
+        } else {
+            let path = PathBuf::from(from);
+            anyhow::ensure!(
+                path.is_file(),
+                "no image file {from}: give the path of an image file or an http(s) URL"
+            );
+            let expected = match given {
+                Some(d) => Some(d),
+                None => digest_from_sums(&path)?,
+            };
+            (path, expected)
+        };
+        let info = self
+            .images
+            .inspect(&path, nvr.is_none(), &self.progress)
+            .with_context(|| format!("cannot import {from}"))?;
+        self.change("base --add --from", |ctx| {
+            base::plan_add_image(
+                &ctx.layout()?,
+                &base::FromImage {
+                    info: &info,
+                    nvr,
+                    size,
+                    expected_sha256: expected.as_deref(),
+                    allow_delta: !a.no_delta,
+                },
+            )
+        })
+    }
+
+    fn export(&self, name: &str, out: &Path) -> Result<()> {
+        let _lock = OpLock::acquire(
+            &self.cli.lock_file,
+            Duration::from_secs(self.cli.lock_wait),
+            "imgbase base --export",
+        )?;
+        let l = self.read()?;
+        let manifest = base::export(&self.lvm, &l, name, out, &self.progress)
+            .with_context(|| format!("cannot export {name} to {}", out.display()))?;
+        if self.cli.json {
+            print_json(&manifest)
+        } else {
+            println!("Exported {name} to {}", out.display());
+            Ok(())
+        }
     }
 
     fn layer(&self, a: &LayerArgs) -> Result<()> {

@@ -3,14 +3,18 @@
 //! the executor runs it and, when a step fails, undoes what came before.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::image::detect::Format;
 use crate::model::size::human;
 use crate::model::tags;
 use crate::sys::fs::Filesystems;
+use crate::sys::images::{FillMode, Images, describe};
 use crate::sys::lvm::Lvm;
+use crate::sys::progress::Progress;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
@@ -58,6 +62,25 @@ pub enum Step {
     Remove {
         lv: String,
     },
+    /// Grow a (thin) LV to `size` bytes.
+    Extend {
+        lv: String,
+        size: u64,
+    },
+    /// Write an image into the LV (verified and inspected beforehand).
+    FillImage {
+        lv: String,
+        image: PathBuf,
+        #[serde(flatten)]
+        format: Format,
+        size: u64,
+        fill: FillMode,
+    },
+    /// Grow the filesystem in the LV to the LV's size.
+    GrowFs {
+        lv: String,
+        fs: String,
+    },
 }
 
 impl Step {
@@ -82,7 +105,11 @@ impl Step {
             },
             ChangeVgTags { add, del } => ChangeVgTags { add: del, del: add },
             Rename { from, to } => Rename { from: to, to: from },
-            RenewFsUuid { .. } | Remove { .. } => return None,
+            RenewFsUuid { .. }
+            | Remove { .. }
+            | Extend { .. }
+            | FillImage { .. }
+            | GrowFs { .. } => return None,
         })
     }
 
@@ -97,7 +124,10 @@ impl Step {
             | SetActivationSkip { lv, .. }
             | RenewFsUuid { lv }
             | ChangeTags { lv, .. }
-            | Remove { lv } => Some(lv),
+            | Remove { lv }
+            | Extend { lv, .. }
+            | FillImage { lv, .. }
+            | GrowFs { lv, .. } => Some(lv),
             Rename { to, .. } => Some(to),
             ChangeVgTags { .. } => None,
         }
@@ -149,6 +179,26 @@ impl fmt::Display for Step {
             ChangeVgTags { add, del } => write!(f, "tag the volume group {}", tag_list(add, del)),
             Rename { from, to } => write!(f, "rename {from} to {to}"),
             Remove { lv } => write!(f, "remove {lv}"),
+            Extend { lv, size } => write!(f, "grow {lv} to {}", human(*size)),
+            FillImage {
+                lv,
+                image,
+                format,
+                fill,
+                ..
+            } => {
+                write!(
+                    f,
+                    "write {} ({}) into {lv}",
+                    image.display(),
+                    describe(format)
+                )?;
+                if let FillMode::Delta { .. } = fill {
+                    write!(f, ", only the blocks that differ")?;
+                }
+                Ok(())
+            }
+            GrowFs { lv, fs } => write!(f, "grow the {fs} filesystem on {lv} to fill it"),
         }
     }
 }
@@ -225,6 +275,8 @@ impl fmt::Display for Plan {
 pub struct Executor<'a> {
     pub lvm: &'a dyn Lvm,
     pub fs: &'a dyn Filesystems,
+    pub images: &'a dyn Images,
+    pub progress: &'a Progress,
 }
 
 impl Executor<'_> {
@@ -296,6 +348,25 @@ impl Executor<'_> {
             ChangeVgTags { add, del } => lvm.change_vg_tags(vg, add, del)?,
             Rename { from, to } => lvm.rename(vg, from, to)?,
             Remove { lv } => lvm.remove(vg, lv)?,
+            Extend { lv, size } => lvm.extend(vg, lv, *size)?,
+            FillImage {
+                lv,
+                image,
+                format,
+                size,
+                fill,
+            } => {
+                let stats = self.images.fill(
+                    &format!("/dev/{vg}/{lv}"),
+                    image,
+                    format,
+                    *size,
+                    *fill,
+                    self.progress,
+                )?;
+                tracing::info!(?stats, "image written");
+            }
+            GrowFs { lv, fs } => self.images.grow(&format!("/dev/{vg}/{lv}"), fs)?,
         }
         Ok(())
     }

@@ -5,7 +5,9 @@ use imgbase::error::Error;
 use imgbase::model::layout::Layout;
 use imgbase::plan::{Executor, Plan, Step};
 use imgbase::sys::fs::{DevNum, FakeFilesystems};
+use imgbase::sys::images::FakeImages;
 use imgbase::sys::lvm::{FakeLvm, LvRecord, Lvm, Scope};
+use imgbase::sys::progress::Progress;
 use imgbase::verbs::{base, layer, layout};
 
 const GIB: u64 = 1 << 30;
@@ -25,7 +27,14 @@ fn booted_on(f: &FakeLvm, lv: &str) -> Layout {
 
 fn run(f: &FakeLvm, plan: &Plan) -> Result<(), Error> {
     let fs = FakeFilesystems::default();
-    Executor { lvm: f, fs: &fs }.execute(plan)
+    let images = FakeImages::default();
+    Executor {
+        lvm: f,
+        fs: &fs,
+        images: &images,
+        progress: &Progress::silent(),
+    }
+    .execute(plan)
 }
 
 fn snapshot(f: &FakeLvm) -> (Vec<LvRecord>, Vec<String>) {

@@ -98,6 +98,10 @@ pub struct Base {
     pub volume: Volume,
     /// Highest layer index ever handed out (from the base's tag).
     pub last_layer: u32,
+    /// sha256 of the image it was made from, if imgbase made it from one.
+    pub sha256: Option<String>,
+    /// The filesystem it holds, when imgbase recorded it.
+    pub fs: Option<String>,
     /// Oldest first.
     pub layers: Vec<Layer>,
 }
@@ -212,6 +216,8 @@ impl Layout {
                         .tag_value(tags::LAST_LAYER)
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0),
+                    sha256: r.tag_value(tags::SHA256).map(str::to_string),
+                    fs: r.tag_value(tags::FS).map(str::to_string),
                     layers: Vec::new(),
                 }),
                 Ok(ImageName::Layer(name)) => layers.push(Layer {
@@ -273,6 +279,14 @@ impl Layout {
 
     pub fn booted_layer(&self) -> Option<(&Base, &Layer)> {
         self.booted.as_deref().and_then(|n| self.layer(n))
+    }
+
+    /// The layer whose size a new base should match: the booted one, else
+    /// the newest.
+    pub fn current_layer(&self) -> Option<&Layer> {
+        self.booted_layer()
+            .map(|(_, l)| l)
+            .or_else(|| self.latest_layer())
     }
 
     pub fn name_taken(&self, name: &str) -> bool {

@@ -15,6 +15,13 @@ pub const INCOMPLETE: &str = "imgbase:incomplete";
 /// layer's name is never given to a different layer.
 pub const LAST_LAYER: &str = "imgbase:last-layer=";
 
+/// On a base made from an image: the image file's sha256.
+pub const SHA256: &str = "imgbase:sha256=";
+/// On a base: the filesystem it holds (to decide whether a delta works).
+pub const FS: &str = "imgbase:fs=";
+/// On a base: bytes of the image written into it.
+pub const IMAGE_SIZE: &str = "imgbase:image-size=";
+
 /// New LVs are built under this prefix and renamed into place last.
 pub const TMP_PREFIX: &str = "imgbase-tmp-";
 

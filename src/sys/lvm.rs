@@ -131,6 +131,8 @@ pub trait Lvm {
     /// Activation ignores the skip flag: imgbase means it when it asks.
     fn set_active(&self, vg: &str, lv: &str, active: bool) -> Result<(), LvmError>;
     fn remove(&self, vg: &str, lv: &str) -> Result<(), LvmError>;
+    /// Grow an LV to `size` bytes.
+    fn extend(&self, vg: &str, lv: &str, size: u64) -> Result<(), LvmError>;
 }
 
 /// The real LVM: `lvm <subcommand> …` with argument vectors.
@@ -284,6 +286,13 @@ impl Lvm for LvmCli<'_> {
 
     fn remove(&self, vg: &str, lv: &str) -> Result<(), LvmError> {
         self.exec(self.lvm("lvremove").args(["-y", &full(vg, lv)]))
+    }
+
+    fn extend(&self, vg: &str, lv: &str, size: u64) -> Result<(), LvmError> {
+        self.exec(
+            self.lvm("lvextend")
+                .args(["-L", &format!("{size}b"), &full(vg, lv)]),
+        )
     }
 }
 
@@ -635,6 +644,11 @@ impl Lvm for FakeLvm {
         self.with_lv(lv, |_| ())?;
         self.lvs.borrow_mut().retain(|l| l.name != lv);
         Ok(())
+    }
+
+    fn extend(&self, vg: &str, lv: &str, size: u64) -> Result<(), LvmError> {
+        self.call(format!("lvextend {vg}/{lv} {size}"))?;
+        self.with_lv(lv, |r| r.size = r.size.max(size))
     }
 }
 

@@ -3,7 +3,10 @@
 //! testable without root.
 
 pub mod cmd;
+pub mod fetch;
 pub mod fs;
+pub mod images;
 pub mod lock;
 pub mod lvm;
 pub mod mount;
+pub mod progress;

@@ -1,0 +1,624 @@
+//! Reading OS images and writing them into a base LV: the parts that need
+//! root (loop mounts, block devices, mkfs, qemu-img). The format logic
+//! itself lives in `crate::image`; this is the thin system layer over it.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::cmd::{Cmd, CmdError, Runner};
+use super::mount::Mounted;
+use super::progress::Progress;
+use crate::image::ImageError;
+use crate::image::bundle;
+use crate::image::detect::{Format, sniff};
+use crate::image::sparse::{self, WriteStats};
+use crate::image::tarball;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImagesError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Command(#[from] CmdError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ImagesError {
+    let what = what.into();
+    move |source| ImagesError::Io { what, source }
+}
+
+/// What imgbase learned about an image before touching any LV.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageInfo {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub format: Format,
+    /// Of the file as given (what `--sha256` and SHA256SUMS speak of).
+    pub sha256: String,
+    /// Bytes the base must hold at least.
+    pub size: u64,
+    /// About how much pool data writing it allocates.
+    pub data_bytes: u64,
+    /// Filesystem the base will hold, when known before writing.
+    pub fs_type: Option<String>,
+    /// The NVR the image records for itself.
+    pub nvr: Option<String>,
+}
+
+/// How a fill writes: into a fresh (all-zero) LV, or over a snapshot of
+/// the previous base, writing only blocks that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "mode")]
+pub enum FillMode {
+    Fresh,
+    Delta { old_len: u64 },
+}
+
+pub trait Images {
+    /// Verify and describe an image. `want_nvr`: the caller has no NVR,
+    /// so look inside even where that costs a conversion.
+    fn inspect(
+        &self,
+        path: &Path,
+        want_nvr: bool,
+        progress: &Progress,
+    ) -> Result<ImageInfo, ImagesError>;
+    /// Write the image into `device` (an LV of `size` bytes).
+    fn fill(
+        &self,
+        device: &str,
+        image: &Path,
+        format: &Format,
+        size: u64,
+        mode: FillMode,
+        progress: &Progress,
+    ) -> Result<WriteStats, ImagesError>;
+    /// Grow the filesystem on `device` to the size of the device.
+    fn grow(&self, device: &str, fs: &str) -> Result<(), ImagesError>;
+}
+
+/// Where imgbased-built images record their NVR.
+pub const NVR_FILE: &str = "usr/share/imgbase/build/meta/nvr";
+
+pub struct RealImages<'r> {
+    pub runner: &'r dyn Runner,
+    /// Room for converted images (not /tmp: that is often RAM).
+    pub work_dir: PathBuf,
+    /// Converted images, deleted when the command ends.
+    pub temps: std::cell::RefCell<Vec<tempfile::TempPath>>,
+}
+
+impl<'r> RealImages<'r> {
+    pub fn new(runner: &'r dyn Runner, work_dir: PathBuf) -> Self {
+        RealImages {
+            runner,
+            work_dir,
+            temps: Default::default(),
+        }
+    }
+}
+
+fn tempdir(prefix: &str) -> Result<tempfile::TempDir, ImagesError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(io("temporary mount point"))
+}
+
+/// Mount options that let a possibly unclean or duplicate-UUID image be
+/// read without being changed.
+fn ro_options(fs: &str) -> &'static str {
+    match fs {
+        "xfs" => "loop,ro,nouuid,norecovery",
+        "ext2" | "ext3" | "ext4" => "loop,ro,noload",
+        _ => "loop,ro",
+    }
+}
+
+/// sha256 of a file, and how many bytes of it are not all-zero blocks
+/// (what writing it sparsely allocates), in one read.
+fn scan(path: &Path, progress: &Progress) -> Result<(String, u64), ImagesError> {
+    use sha2::{Digest, Sha256};
+    let mut f = File::open(path).map_err(io(format!("reading {}", path.display())))?;
+    let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+    progress.start("verify", total);
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; sparse::BLOCK];
+    let (mut done, mut data) = (0u64, 0u64);
+    loop {
+        let n = read_full(&mut f, &mut buf).map_err(io(format!("reading {}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        if buf[..n].iter().any(|&b| b != 0) {
+            data += n as u64;
+        }
+        done += n as u64;
+        progress.update(done);
+    }
+    progress.finish();
+    Ok((hex(&hash.finalize()), data))
+}
+
+/// Count the non-zero blocks of a stream (for admission), without a digest.
+fn count_data(r: &mut dyn Read) -> std::io::Result<(u64, u64)> {
+    let mut buf = vec![0u8; sparse::BLOCK];
+    let (mut len, mut data) = (0u64, 0u64);
+    loop {
+        let n = read_full(r, &mut buf)?;
+        if n == 0 {
+            return Ok((len, data));
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            data += n as u64;
+        }
+        len += n as u64;
+    }
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl RealImages<'_> {
+    fn mount(&self, source: &Path, dir: &Path, opts: &str) -> Result<Mounted<'_>, ImagesError> {
+        Ok(Mounted::new(
+            self.runner,
+            &source.display().to_string(),
+            dir,
+            opts,
+        )?)
+    }
+
+    /// The NVR recorded inside a filesystem image, if any.
+    fn nvr_in_fs(&self, image: &Path, fs: &str) -> Result<Option<String>, ImagesError> {
+        let dir = tempdir("imgbase-img-")?;
+        let m = self.mount(image, dir.path(), ro_options(fs))?;
+        let nvr = std::fs::read_to_string(m.path().join(NVR_FILE))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        m.unmount()?;
+        Ok(nvr)
+    }
+
+    /// Run `f` on the root filesystem image inside a liveimg squashfs.
+    fn with_liveimg<T>(
+        &self,
+        squashfs: &Path,
+        f: impl FnOnce(&Path, &str) -> Result<T, ImagesError>,
+    ) -> Result<T, ImagesError> {
+        let dir = tempdir("imgbase-sqfs-")?;
+        let m = self.mount(squashfs, dir.path(), "loop,ro")?;
+        let inner = find_rootfs_img(m.path())?;
+        let fs = match sniff(&inner)? {
+            Format::Filesystem { fs } => fs,
+            other => {
+                return Err(ImagesError::Invalid(format!(
+                    "{} holds {} as its root image, not an ext4 or xfs filesystem",
+                    squashfs.display(),
+                    describe(&other)
+                )));
+            }
+        };
+        let out = f(&inner, &fs);
+        m.unmount()?;
+        out
+    }
+
+    fn qemu_info(&self, path: &Path, fmt: &str) -> Result<(u64, u64), ImagesError> {
+        let out = self.runner.run(&Cmd::new("qemu-img").args([
+            "info",
+            "--output=json",
+            "-f",
+            fmt,
+            &path.display().to_string(),
+        ]))?;
+        let v: serde_json::Value = serde_json::from_str(&out.stdout)
+            .map_err(|e| ImagesError::Invalid(format!("qemu-img info: {e}")))?;
+        // An image must never make us read files outside it.
+        let external = v
+            .get("backing-filename")
+            .and_then(|b| b.as_str())
+            .or_else(|| {
+                v.pointer("/format-specific/data/data-file")
+                    .and_then(|d| d.as_str())
+            });
+        if let Some(file) = external {
+            return Err(ImagesError::Invalid(format!(
+                "{} refers to another file ({file}); imgbase only imports self-contained \
+                 images: flatten it with `qemu-img convert` first",
+                path.display()
+            )));
+        }
+        let virt = v["virtual-size"].as_u64().unwrap_or(0);
+        let actual = v["actual-size"].as_u64().unwrap_or(virt);
+        if virt == 0 {
+            return Err(ImagesError::Invalid(format!(
+                "{}: qemu-img reports no size",
+                path.display()
+            )));
+        }
+        Ok((virt, actual.min(virt)))
+    }
+}
+
+/// `LiveOS/rootfs.img`, or the one `*/*.img` (as imgbased finds it).
+fn find_rootfs_img(root: &Path) -> Result<PathBuf, ImagesError> {
+    let preferred = root.join("LiveOS/rootfs.img");
+    if preferred.is_file() {
+        return Ok(preferred);
+    }
+    let mut found = Vec::new();
+    if let Ok(dirs) = std::fs::read_dir(root) {
+        for d in dirs.flatten() {
+            if let Ok(files) = std::fs::read_dir(d.path()) {
+                for f in files.flatten() {
+                    if f.path().extension().is_some_and(|e| e == "img") {
+                        found.push(f.path());
+                    }
+                }
+            }
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        _ => Err(ImagesError::Invalid(
+            "this squashfs is not a liveimg: it has no LiveOS/rootfs.img".into(),
+        )),
+    }
+}
+
+pub fn describe(f: &Format) -> String {
+    match f {
+        Format::Squashfs => "a squashfs liveimg".into(),
+        Format::Filesystem { fs } => format!("an {fs} filesystem image"),
+        Format::Disk { qemu_format } => format!("a {qemu_format} disk image"),
+        Format::Tar { compression } => format!("a tar archive ({compression:?})").to_lowercase(),
+        Format::Bundle => "an imgbase bundle".into(),
+    }
+}
+
+impl RealImages<'_> {
+    /// A disk image as a sparse raw file in the work dir, to look inside.
+    fn convert_to_raw(&self, path: &Path, fmt: &str) -> Result<PathBuf, ImagesError> {
+        std::fs::create_dir_all(&self.work_dir)
+            .map_err(io(format!("creating {}", self.work_dir.display())))?;
+        let temp = tempfile::Builder::new()
+            .prefix("imgbase-raw-")
+            .tempfile_in(&self.work_dir)
+            .map_err(io(format!("a file in {}", self.work_dir.display())))?
+            .into_temp_path();
+        self.runner.run(&Cmd::new("qemu-img").args([
+            "convert",
+            "-f",
+            fmt,
+            "-O",
+            "raw",
+            &path.display().to_string(),
+            &temp.display().to_string(),
+        ]))?;
+        let raw = temp.to_path_buf();
+        self.temps.borrow_mut().push(temp);
+        Ok(raw)
+    }
+}
+
+impl Images for RealImages<'_> {
+    fn inspect(
+        &self,
+        path: &Path,
+        want_nvr: bool,
+        progress: &Progress,
+    ) -> Result<ImageInfo, ImagesError> {
+        let format = sniff(path)?;
+        let (sha256, file_data) = scan(path, progress)?;
+        let file_len = std::fs::metadata(path)
+            .map_err(io(format!("reading {}", path.display())))?
+            .len();
+        let mut info = ImageInfo {
+            path: path.to_path_buf(),
+            format: format.clone(),
+            sha256,
+            size: file_len,
+            data_bytes: file_data,
+            fs_type: None,
+            nvr: None,
+        };
+        match &format {
+            Format::Filesystem { fs } => {
+                info.fs_type = Some(fs.clone());
+                info.nvr = self.nvr_in_fs(path, fs)?;
+            }
+            Format::Squashfs => {
+                let (size, data, fs, nvr) = self.with_liveimg(path, |inner, fs| {
+                    let size = std::fs::metadata(inner).map_err(io("rootfs.img"))?.len();
+                    let mut f = File::open(inner).map_err(io("rootfs.img"))?;
+                    let (_, data) = count_data(&mut f).map_err(io("reading rootfs.img"))?;
+                    Ok((size, data, fs.to_string(), self.nvr_in_fs(inner, fs)?))
+                })?;
+                (info.size, info.data_bytes, info.fs_type, info.nvr) = (size, data, Some(fs), nvr);
+            }
+            Format::Disk { qemu_format } => {
+                let (virt, actual) = self.qemu_info(path, qemu_format)?;
+                (info.size, info.data_bytes) = (virt, actual);
+                // The NVR is inside the disk's filesystem: convert once to
+                // raw and import that (written sparsely, delta-capable).
+                if want_nvr {
+                    let raw = self.convert_to_raw(path, qemu_format)?;
+                    if let Format::Filesystem { fs } = sniff(&raw)? {
+                        info.nvr = self.nvr_in_fs(&raw, &fs)?;
+                        info.fs_type = Some(fs.clone());
+                        info.format = Format::Filesystem { fs };
+                        info.path = raw;
+                    }
+                }
+            }
+            Format::Tar { compression } => {
+                let mut r = tarball::open(path, *compression).map_err(io("opening the tar"))?;
+                let (summary, nvr) = tarball::validate_and_read(&mut r, NVR_FILE)?;
+                info.nvr = nvr
+                    .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+                    .filter(|s| !s.is_empty());
+                // Room for the files, their inodes and the journal.
+                let meta = summary.entries * 4096 + (64 << 20);
+                info.data_bytes = summary.bytes + meta;
+                info.size = round_up(summary.bytes + summary.bytes / 4 + meta, 1 << 20);
+                info.fs_type = Some("ext4".into());
+            }
+            Format::Bundle => {
+                let (manifest, mut r) = bundle::open_image(path)?;
+                let mut hashing = crate::image::digest::HashingReader::new(&mut r);
+                let (len, data) = count_data(&mut hashing).map_err(io("reading the bundle"))?;
+                let digest = hashing.finish();
+                if digest != manifest.sha256 || len != manifest.size {
+                    return Err(ImagesError::Invalid(format!(
+                        "bundle {} is corrupt: its image does not match its manifest \
+                         (sha256 {digest}, {len} bytes; manifest says {}, {} bytes)",
+                        path.display(),
+                        manifest.sha256,
+                        manifest.size
+                    )));
+                }
+                info.size = manifest.size;
+                info.data_bytes = data;
+                info.fs_type = manifest.fs_type.clone();
+                info.nvr = Some(format!(
+                    "{}-{}-{}",
+                    manifest.name, manifest.version, manifest.release
+                ));
+            }
+        }
+        Ok(info)
+    }
+
+    fn fill(
+        &self,
+        device: &str,
+        image: &Path,
+        format: &Format,
+        size: u64,
+        mode: FillMode,
+        progress: &Progress,
+    ) -> Result<WriteStats, ImagesError> {
+        let open_dev = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(device)
+                .map_err(io(format!("opening {device}")))
+        };
+        let write_file = |src: &Path| -> Result<WriteStats, ImagesError> {
+            let dst = open_dev()?;
+            let f = File::open(src).map_err(io(format!("reading {}", src.display())))?;
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            progress.start("write", len);
+            let mut tick = |n: u64| progress.update(n);
+            let stats = match mode {
+                FillMode::Fresh => sparse::copy_file_sparse(&f, &dst, size, &mut tick)?,
+                FillMode::Delta { old_len } => {
+                    let mut src = f;
+                    let mut discard = |off: u64, len: u64| punch(&dst, off, len);
+                    sparse::copy_delta(&mut src, &dst, size, old_len, &mut discard, &mut tick)?
+                }
+            };
+            progress.finish();
+            Ok(stats)
+        };
+        match format {
+            Format::Filesystem { .. } => write_file(image),
+            Format::Squashfs => self.with_liveimg(image, |inner, _| write_file(inner)),
+            Format::Bundle => {
+                let (manifest, r) = bundle::open_image(image)?;
+                let dst = open_dev()?;
+                progress.start("write", manifest.size);
+                let mut hashing = crate::image::digest::HashingReader::new(r);
+                let mut tick = |n: u64| progress.update(n);
+                let stats = match mode {
+                    FillMode::Fresh => sparse::copy_sparse(&mut hashing, &dst, size, &mut tick)?,
+                    FillMode::Delta { old_len } => {
+                        let mut discard = |off: u64, len: u64| punch(&dst, off, len);
+                        sparse::copy_delta(
+                            &mut hashing,
+                            &dst,
+                            size,
+                            old_len,
+                            &mut discard,
+                            &mut tick,
+                        )?
+                    }
+                };
+                progress.finish();
+                if hashing.finish() != manifest.sha256 {
+                    return Err(ImagesError::Invalid(format!(
+                        "bundle {} changed while it was being imported",
+                        image.display()
+                    )));
+                }
+                Ok(stats)
+            }
+            Format::Disk { qemu_format } => {
+                // qemu-img streams the conversion and, told the target is
+                // zero, writes only data.
+                self.runner.run(&Cmd::new("qemu-img").args([
+                    "convert",
+                    "-n",
+                    "--target-is-zero",
+                    "-f",
+                    qemu_format,
+                    "-O",
+                    "raw",
+                    &image.display().to_string(),
+                    device,
+                ]))?;
+                Ok(WriteStats::default())
+            }
+            Format::Tar { .. } => {
+                self.runner.run(&Cmd::new("mkfs.ext4").args([
+                    "-q",
+                    "-F",
+                    "-E",
+                    "nodiscard",
+                    device,
+                ]))?;
+                let dir = tempdir("imgbase-tar-")?;
+                let m = self.mount(Path::new(device), dir.path(), "rw")?;
+                progress.start("extract", 0);
+                // GNU tar keeps owners, modes, hardlinks, device nodes,
+                // xattrs (SELinux labels among them) and ACLs; the archive
+                // was validated against escapes before any LV existed.
+                self.runner.run(&Cmd::new("tar").args([
+                    "--extract",
+                    "--file",
+                    &image.display().to_string(),
+                    "--directory",
+                    &m.path().display().to_string(),
+                    "--preserve-permissions",
+                    "--same-owner",
+                    "--numeric-owner",
+                    "--xattrs",
+                    "--xattrs-include=*",
+                    "--acls",
+                ]))?;
+                progress.finish();
+                m.unmount()?;
+                Ok(WriteStats::default())
+            }
+        }
+    }
+
+    fn grow(&self, device: &str, fs: &str) -> Result<(), ImagesError> {
+        match fs {
+            "ext2" | "ext3" | "ext4" => {
+                // resize2fs insists on a freshly checked filesystem.
+                let out = self
+                    .runner
+                    .output(&Cmd::new("e2fsck").args(["-f", "-y", device]))?;
+                if out.code > 1 {
+                    return Err(CmdError::Failed {
+                        cmd: format!("e2fsck -f -y {device}"),
+                        code: out.code,
+                        stderr: super::cmd::tail(&format!("{}\n{}", out.stdout, out.stderr)),
+                    }
+                    .into());
+                }
+                self.runner.run(&Cmd::new("resize2fs").arg(device))?;
+            }
+            "xfs" => {
+                let dir = tempdir("imgbase-grow-")?;
+                let m = Mounted::new(self.runner, device, dir.path(), "nouuid")?;
+                self.runner
+                    .run(&Cmd::new("xfs_growfs").arg(m.path().display().to_string()))?;
+                m.unmount()?;
+            }
+            other => tracing::warn!(
+                device,
+                fs = other,
+                "cannot grow this filesystem; left as is"
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// Give a range of a thin LV back to the pool (reads as zeros after).
+fn punch(dev: &File, off: u64, len: u64) -> std::io::Result<()> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    fallocate(
+        dev,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        off,
+        len,
+    )
+    .map_err(std::io::Error::from)
+}
+
+fn round_up(v: u64, to: u64) -> u64 {
+    v.div_ceil(to) * to
+}
+
+/// Records calls and answers with a canned image, for plan tests.
+#[derive(Debug, Default)]
+pub struct FakeImages {
+    pub info: Option<ImageInfo>,
+    pub calls: std::cell::RefCell<Vec<String>>,
+}
+
+impl Images for FakeImages {
+    fn inspect(&self, path: &Path, _: bool, _: &Progress) -> Result<ImageInfo, ImagesError> {
+        self.calls
+            .borrow_mut()
+            .push(format!("inspect {}", path.display()));
+        self.info
+            .clone()
+            .ok_or_else(|| ImagesError::Invalid("no image".into()))
+    }
+
+    fn fill(
+        &self,
+        device: &str,
+        image: &Path,
+        _: &Format,
+        size: u64,
+        mode: FillMode,
+        _: &Progress,
+    ) -> Result<WriteStats, ImagesError> {
+        self.calls.borrow_mut().push(format!(
+            "fill {device} from {} ({size}, {mode:?})",
+            image.display()
+        ));
+        Ok(WriteStats::default())
+    }
+
+    fn grow(&self, device: &str, fs: &str) -> Result<(), ImagesError> {
+        self.calls
+            .borrow_mut()
+            .push(format!("grow {fs} on {device}"));
+        Ok(())
+    }
+}
