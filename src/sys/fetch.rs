@@ -134,6 +134,12 @@ impl Fetcher<'_> {
             "--retry-connrefused",
             "--connect-timeout",
             "10",
+            // A stalled transfer (under 1 KiB/s for 30 s) is cut and resumed
+            // by the next attempt rather than hanging forever.
+            "--speed-limit",
+            "1024",
+            "--speed-time",
+            "30",
             // Resume a partial download from where it stopped.
             "--continue-at",
             "-",
