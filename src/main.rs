@@ -48,12 +48,16 @@ fn init_logging(debug: bool) {
     let level = if debug { "debug" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("IMGBASE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
+        .with_target(false);
+    // Elapsed time only when debugging: it is what one looks for then.
+    if debug {
+        fmt.with_timer(tracing_subscriber::fmt::time::uptime()).init();
+    } else {
+        fmt.without_time().init();
+    }
 }
 
 /// Everything one invocation needs from the system.
