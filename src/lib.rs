@@ -3,6 +3,7 @@
 //! Dependencies point down only: `verbs` build plans from the `model`,
 //! `plan` executes them through the `sys` traits; nothing here knows the CLI.
 
+pub mod boot;
 pub mod error;
 pub mod image;
 pub mod model;

@@ -54,7 +54,8 @@ fn init_logging(debug: bool) {
         .with_target(false);
     // Elapsed time only when debugging: it is what one looks for then.
     if debug {
-        fmt.with_timer(tracing_subscriber::fmt::time::uptime()).init();
+        fmt.with_timer(tracing_subscriber::fmt::time::uptime())
+            .init();
     } else {
         fmt.without_time().init();
     }

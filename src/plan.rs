@@ -286,7 +286,8 @@ impl Executor<'_> {
             tracing::info!("{step}");
             if let Err(e) = self.run(&plan.vg, step) {
                 let failed = format!("{step}: {e}");
-                tracing::error!("{failed}; undoing");
+                // The caller reports the error; this only marks the log.
+                tracing::info!("{failed}; undoing");
                 let undo_failures = self.undo(&plan.vg, &done);
                 return Err(Error::Step {
                     failed,

@@ -131,6 +131,9 @@ pub fn validate_and_read(
             .map_err(|e| tar_err(summary.entries, e))?;
         summary.entries += 1;
     }
+    // Read to the very end, so a compressed stream's own checksum (gzip's
+    // CRC, zstd's) is checked now, not halfway through extraction.
+    io::copy(walker.src, &mut io::sink()).map_err(|e| tar_err(summary.entries, e))?;
     Ok((summary, found))
 }
 
@@ -728,5 +731,18 @@ mod tests {
         bytes[10] ^= 0x55;
         let err = validate(&mut bytes.as_slice()).unwrap_err().to_string();
         assert!(err.contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_compressed_trailer_is_caught_by_validation() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&good_tree().bytes()).unwrap();
+        let mut bytes = gz.finish().unwrap();
+        // The CRC32 sits in the last 8 bytes of a gzip member.
+        let n = bytes.len();
+        bytes[n - 6] ^= 0xff;
+        let mut r = flate2::read::MultiGzDecoder::new(bytes.as_slice());
+        assert!(validate(&mut r).is_err());
     }
 }

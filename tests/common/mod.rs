@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod images;
+
 pub const IMGBASE: &str = env!("CARGO_BIN_EXE_imgbase");
 
 /// Run a tool; panic with its stderr if it fails.

@@ -1,0 +1,525 @@
+//! Boot Loader Specification entries (`/boot/loader/entries/*.conf`), read
+//! by grub with blscfg (Fedora, RHEL) and by systemd-boot.
+//!
+//! Other tools write these files too (kernel-install, grubby, anaconda), and
+//! imgbase edits some it did not write, so an [`Entry`] keeps every line as
+//! it was: unknown keys, comments, blank lines, tabs, trailing whitespace,
+//! repeated keys and a missing final newline all survive
+//! `Entry::parse(text).to_string() == text`. Only the lines imgbase changes
+//! change. (The crates that exist for BLS drop unknown keys or reorder.)
+//!
+//! Syntax, per the specification: one `key value` per line, key and value
+//! separated by whitespace; a line whose first non-blank character is `#` is
+//! a comment. A `#` later in a line is part of the value.
+
+use std::fmt;
+
+use super::cmdline::Cmdline;
+
+/// What ends a key and separates it from its value. `\r` counts so that a
+/// file with CRLF line ends parses to the same keys and values.
+fn is_blank(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\x0b' | '\x0c')
+}
+
+/// One line of an entry file, without its `\n`. Concatenating the parts
+/// gives the line back exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// `indent key sep value trail`: `sep` is the whitespace between key
+    /// and value as written, `trail` the whitespace after the value.
+    Pair {
+        indent: String,
+        key: String,
+        sep: String,
+        value: String,
+        trail: String,
+    },
+    /// The whole line, `#` and any leading whitespace included.
+    Comment(String),
+    /// An empty or all-whitespace line, as written.
+    Blank(String),
+}
+
+impl Line {
+    fn parse(raw: &str) -> Line {
+        let body = raw.trim_start_matches(is_blank);
+        if body.is_empty() {
+            return Line::Blank(raw.to_string());
+        }
+        if body.starts_with('#') {
+            return Line::Comment(raw.to_string());
+        }
+        let indent = &raw[..raw.len() - body.len()];
+        let key_end = body.find(is_blank).unwrap_or(body.len());
+        let (key, rest) = body.split_at(key_end);
+        let value_start = rest.len() - rest.trim_start_matches(is_blank).len();
+        let (sep, rest) = rest.split_at(value_start);
+        let value = rest.trim_end_matches(is_blank);
+        let trail = &rest[value.len()..];
+        Line::Pair {
+            indent: indent.to_string(),
+            key: key.to_string(),
+            sep: sep.to_string(),
+            value: value.to_string(),
+            trail: trail.to_string(),
+        }
+    }
+
+    fn pair(key: &str, value: &str) -> Line {
+        Line::Pair {
+            indent: String::new(),
+            key: key.to_string(),
+            sep: if value.is_empty() { "" } else { " " }.to_string(),
+            value: value.to_string(),
+            trail: String::new(),
+        }
+    }
+
+    /// The key, if this is a key/value line.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Line::Pair { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The value, if this is a key/value line, without surrounding blanks.
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            Line::Pair { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Line::Pair {
+                indent,
+                key,
+                sep,
+                value,
+                trail,
+            } => write!(f, "{indent}{key}{sep}{value}{trail}"),
+            Line::Comment(s) | Line::Blank(s) => f.write_str(s),
+        }
+    }
+}
+
+/// One entry file: its lines in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Entry {
+    lines: Vec<Line>,
+    /// Whether the text ended with `\n` (kept so an untouched file is
+    /// written back byte for byte).
+    final_newline: bool,
+}
+
+/// Parse an entry file; never fails (see [`Entry::parse`]).
+pub fn parse(text: &str) -> Entry {
+    Entry::parse(text)
+}
+
+impl Entry {
+    /// Parse any text. Lines that are not comments or blank are key/value
+    /// pairs, a key alone included; nothing is refused, because a loader
+    /// skips what it does not understand and so must we.
+    pub fn parse(text: &str) -> Entry {
+        let (body, final_newline) = match text.strip_suffix('\n') {
+            Some(b) => (b, true),
+            None => (text, false),
+        };
+        let lines = if body.is_empty() && !final_newline {
+            Vec::new()
+        } else {
+            body.split('\n').map(Line::parse).collect()
+        };
+        Entry {
+            lines,
+            final_newline,
+        }
+    }
+
+    /// A new entry with the keys in the conventional order: title, version,
+    /// linux, each initrd, options. Paths are as the loader sees them,
+    /// relative to the root of the filesystem holding the entries' /boot
+    /// (`/vmlinuz-6.1.0`).
+    pub fn new(
+        title: &str,
+        version: &str,
+        linux: &str,
+        initrds: &[String],
+        options: &Cmdline,
+    ) -> Entry {
+        let mut lines = vec![
+            Line::pair("title", title),
+            Line::pair("version", version),
+            Line::pair("linux", linux),
+        ];
+        lines.extend(initrds.iter().map(|i| Line::pair("initrd", i)));
+        lines.push(Line::pair("options", &options.to_string()));
+        Entry {
+            lines,
+            final_newline: true,
+        }
+    }
+
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
+    /// The value of the first line with this key.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.lines
+            .iter()
+            .find(|l| l.key() == Some(key))
+            .and_then(Line::value)
+    }
+
+    /// The values of every line with this key, in order.
+    pub fn get_all(&self, key: &str) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter(|l| l.key() == Some(key))
+            .filter_map(Line::value)
+            .collect()
+    }
+
+    /// Give the first line with this key the value `value`, keeping its
+    /// place and whitespace; append `key value` if there is none. Later
+    /// lines with the same key stay (use [`Entry::set_all`] for one).
+    pub fn set(&mut self, key: &str, new: &str) {
+        debug_assert!(!new.contains('\n'), "a BLS value is one line");
+        match self.lines.iter_mut().find(|l| l.key() == Some(key)) {
+            Some(Line::Pair { sep, value, .. }) => {
+                // "key" alone, or a separator only a CR: loaders split
+                // on space or tab, so give the new value one.
+                if !new.is_empty() && !sep.contains([' ', '\t']) {
+                    *sep = " ".to_string();
+                }
+                *value = new.to_string();
+            }
+            _ => self.append(Line::pair(key, new)),
+        }
+    }
+
+    /// Make `values` the lines with this key: they take the place of the
+    /// first such line (or go at the end), every other such line goes.
+    /// For repeated keys such as `initrd`.
+    pub fn set_all(&mut self, key: &str, values: &[String]) {
+        let new = values.iter().map(|v| Line::pair(key, v));
+        match self.lines.iter().position(|l| l.key() == Some(key)) {
+            Some(first) => {
+                self.remove(key);
+                self.lines.splice(first..first, new);
+            }
+            None => {
+                for line in new {
+                    self.append(line);
+                }
+            }
+        }
+    }
+
+    /// Remove every line with this key; how many there were.
+    pub fn remove(&mut self, key: &str) -> usize {
+        let before = self.lines.len();
+        self.lines.retain(|l| l.key() != Some(key));
+        before - self.lines.len()
+    }
+
+    fn append(&mut self, line: Line) {
+        self.lines.push(line);
+        // An appended line is always terminated, whatever the file did.
+        self.final_newline = true;
+    }
+
+    pub fn title(&self) -> Option<&str> {
+        self.get("title")
+    }
+
+    pub fn version(&self) -> Option<&str> {
+        self.get("version")
+    }
+
+    pub fn linux(&self) -> Option<&str> {
+        self.get("linux")
+    }
+
+    pub fn initrds(&self) -> Vec<&str> {
+        self.get_all("initrd")
+    }
+
+    /// The kernel command line: the specification lets `options` repeat
+    /// and the loaders join the lines with spaces, so do we.
+    pub fn options(&self) -> Cmdline {
+        Cmdline::parse(&self.get_all("options").join(" "))
+    }
+
+    /// Write the command line into the first `options` line and drop any
+    /// others (their arguments are expected in `options`, as read by
+    /// [`Entry::options`]).
+    pub fn set_options(&mut self, options: &Cmdline) {
+        let first = self.lines.iter().position(|l| l.key() == Some("options"));
+        let mut i = 0;
+        self.lines.retain(|l| {
+            let keep = Some(i) == first || l.key() != Some("options");
+            i += 1;
+            keep
+        });
+        self.set("options", &options.to_string());
+    }
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            write!(f, "{line}")?;
+            if i < last || self.final_newline {
+                f.write_str("\n")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Entry {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Entry::parse(s))
+    }
+}
+
+/// Files imgbase writes start with this, so it can tell them from the
+/// distribution's (which it leaves alone).
+pub const FILE_PREFIX: &str = "imgbase-";
+pub const FILE_SUFFIX: &str = ".conf";
+
+/// The entry file of one layer's kernel: `imgbase-<layer>-<kver>.conf`.
+/// Layer and kernel version must not hold `/` (LV names and `uname -r`
+/// never do). grub's blscfg uses the name without `.conf` as the entry id,
+/// which is what `saved_entry`/`next_entry` must hold to pick it: see
+/// [`entry_id`].
+pub fn entry_file_name(layer: &str, kver: &str) -> String {
+    format!("{}{FILE_SUFFIX}", entry_id(layer, kver))
+}
+
+/// The id grub's blscfg gives the entry of [`entry_file_name`]: the file
+/// name without `.conf`.
+pub fn entry_id(layer: &str, kver: &str) -> String {
+    debug_assert!(!layer.contains('/') && !kver.contains('/'));
+    format!("{FILE_PREFIX}{layer}-{kver}")
+}
+
+/// Whether imgbase wrote this entry file (by its name). The layer cannot be
+/// read back from the name reliably (both halves may hold `-`): read the
+/// entry's `imgbase.layer=` option instead.
+pub fn is_ours(file_name: &str) -> bool {
+    file_name.len() > FILE_PREFIX.len() + FILE_SUFFIX.len()
+        && file_name.starts_with(FILE_PREFIX)
+        && file_name.ends_with(FILE_SUFFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A Fedora-style entry written by kernel-install, with the oddities
+    /// imgbase must keep.
+    const FEDORA: &str = "\
+# written by kernel-install
+title Fedora Linux (6.5.6-300.fc39.x86_64) 39 (Server Edition)
+version 6.5.6-300.fc39.x86_64
+linux /vmlinuz-6.5.6-300.fc39.x86_64
+initrd /intel-ucode.img
+initrd\t/initramfs-6.5.6-300.fc39.x86_64.img
+options root=/dev/mapper/fedora-root ro rd.lvm.lv=fedora/root   
+grub_users $grub_users
+grub_arg --unrestricted
+
+grub_class  fedora
+id fedora-20231010-6.5.6-300.fc39.x86_64";
+
+    #[test]
+    fn round_trips_a_foreign_entry() {
+        let e = Entry::parse(FEDORA);
+        assert_eq!(e.to_string(), FEDORA);
+        assert_eq!(
+            e.title(),
+            Some("Fedora Linux (6.5.6-300.fc39.x86_64) 39 (Server Edition)")
+        );
+        assert_eq!(e.version(), Some("6.5.6-300.fc39.x86_64"));
+        assert_eq!(e.linux(), Some("/vmlinuz-6.5.6-300.fc39.x86_64"));
+        assert_eq!(
+            e.initrds(),
+            ["/intel-ucode.img", "/initramfs-6.5.6-300.fc39.x86_64.img"]
+        );
+        assert_eq!(e.get("grub_arg"), Some("--unrestricted"));
+        assert_eq!(e.get("grub_class"), Some("fedora"));
+        assert_eq!(
+            e.options().to_string(),
+            "root=/dev/mapper/fedora-root ro rd.lvm.lv=fedora/root"
+        );
+        assert_eq!(e.get("missing"), None);
+    }
+
+    #[test]
+    fn editing_changes_only_the_edited_lines() {
+        let mut e = Entry::parse(FEDORA);
+        let mut opts = e.options();
+        opts.set("root", "/dev/fedora/L+1");
+        e.set_options(&opts);
+        e.set("title", "Layer L+1");
+        e.set("sort-key", "imgbase");
+        let want = FEDORA
+            .replace(
+                "options root=/dev/mapper/fedora-root ro rd.lvm.lv=fedora/root   ",
+                "options root=/dev/fedora/L+1 ro rd.lvm.lv=fedora/root   ",
+            )
+            .replace(
+                "title Fedora Linux (6.5.6-300.fc39.x86_64) 39 (Server Edition)",
+                "title Layer L+1",
+            )
+            + "\nsort-key imgbase\n";
+        assert_eq!(e.to_string(), want);
+    }
+
+    #[test]
+    fn separators_and_comments() {
+        let text = "  title\t\t A # not a comment \r\n\t# a comment\n \t \nkey\nkey2   \n#\n";
+        let e = Entry::parse(text);
+        assert_eq!(e.to_string(), text);
+        assert_eq!(e.title(), Some("A # not a comment"));
+        assert_eq!(e.get("key"), Some(""));
+        assert_eq!(e.get("key2"), Some(""));
+        assert_eq!(e.lines().len(), 6);
+        assert!(matches!(&e.lines()[1], Line::Comment(c) if c == "\t# a comment"));
+        assert!(matches!(&e.lines()[2], Line::Blank(b) if b == " \t "));
+        assert!(matches!(&e.lines()[5], Line::Comment(c) if c == "#"));
+    }
+
+    #[test]
+    fn empty_and_newline_only() {
+        assert_eq!(Entry::parse("").lines().len(), 0);
+        assert_eq!(Entry::parse("").to_string(), "");
+        assert_eq!(Entry::parse("\n").to_string(), "\n");
+        assert_eq!(Entry::parse("\n\n").to_string(), "\n\n");
+        let mut e = Entry::parse("");
+        e.set("title", "x");
+        assert_eq!(e.to_string(), "title x\n");
+    }
+
+    #[test]
+    fn set_keeps_whitespace_and_appends_after_unterminated_line() {
+        let mut e = Entry::parse("title\t  old  \nlinux /v");
+        e.set("title", "new");
+        e.set("options", "quiet");
+        assert_eq!(e.to_string(), "title\t  new  \nlinux /v\noptions quiet\n");
+        let mut e = Entry::parse("options\n");
+        e.set("options", "ro");
+        assert_eq!(e.to_string(), "options ro\n");
+    }
+
+    #[test]
+    fn set_all_and_remove() {
+        let mut e = Entry::parse("linux /v\ninitrd /a\noptions x\ninitrd /b\n");
+        e.set_all("initrd", &["/c".into(), "/d".into()]);
+        assert_eq!(e.to_string(), "linux /v\ninitrd /c\ninitrd /d\noptions x\n");
+        assert_eq!(e.remove("initrd"), 2);
+        assert_eq!(e.remove("initrd"), 0);
+        e.set_all("initrd", &["/e".into()]);
+        assert_eq!(e.to_string(), "linux /v\noptions x\ninitrd /e\n");
+    }
+
+    #[test]
+    fn several_options_lines_are_joined_and_collapsed_on_set() {
+        let mut e = Entry::parse("options a=1 b\ntitle t\noptions c\n");
+        assert_eq!(e.options().to_string(), "a=1 b c");
+        let mut o = e.options();
+        o.remove("b");
+        e.set_options(&o);
+        assert_eq!(e.to_string(), "options a=1 c\ntitle t\n");
+    }
+
+    #[test]
+    fn new_writes_the_conventional_order() {
+        let e = Entry::new(
+            "Node 2.0 (Node-2.0-0+1)",
+            "6.1.0-18-amd64",
+            "/vmlinuz-6.1.0-18-amd64",
+            &["/initrd.img-6.1.0-18-amd64".into(), "/extra.img".into()],
+            &Cmdline::root_args("HostVG", "Node-2.0-0+1"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "title Node 2.0 (Node-2.0-0+1)\n\
+             version 6.1.0-18-amd64\n\
+             linux /vmlinuz-6.1.0-18-amd64\n\
+             initrd /initrd.img-6.1.0-18-amd64\n\
+             initrd /extra.img\n\
+             options root=/dev/HostVG/Node-2.0-0+1 rd.lvm.lv=HostVG/Node-2.0-0+1 \
+             imgbase.layer=Node-2.0-0+1\n"
+        );
+        assert_eq!(Entry::parse(&e.to_string()), e);
+    }
+
+    #[test]
+    fn file_names() {
+        assert_eq!(
+            entry_file_name("Node-2.0-0+1", "6.1.0-18-amd64"),
+            "imgbase-Node-2.0-0+1-6.1.0-18-amd64.conf"
+        );
+        assert_eq!(
+            entry_id("Node-2.0-0+1", "6.1.0-18-amd64"),
+            "imgbase-Node-2.0-0+1-6.1.0-18-amd64"
+        );
+        assert!(is_ours(&entry_file_name("Node-2.0-0+1", "6.1.0")));
+        assert!(!is_ours("fedora-20231010-6.5.6.conf"));
+        assert!(!is_ours("imgbase-x.conf.tmp"));
+        assert!(!is_ours(".imgbase-abc.tmp"));
+        assert!(!is_ours("imgbase-.conf"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_round_trips(text in "(?s).{0,200}") {
+            prop_assert_eq!(Entry::parse(&text).to_string(), text);
+        }
+
+        #[test]
+        fn entry_like_text_round_trips(
+            lines in proptest::collection::vec(
+                "[ \t]{0,2}(#|[a-z_]{1,6})[ \t]{0,3}[a-z #=/\t]{0,10}[ \t\r]{0,2}", 0..10),
+            final_nl: bool,
+        ) {
+            let mut text = lines.join("\n");
+            if final_nl {
+                text.push('\n');
+            }
+            let e = Entry::parse(&text);
+            prop_assert_eq!(e.to_string(), text);
+            for l in e.lines() {
+                if let Some(v) = l.value() {
+                    prop_assert_eq!(v.trim_matches(is_blank), v);
+                }
+                if let Some(k) = l.key() {
+                    prop_assert!(!k.is_empty() && !k.contains(is_blank) && !k.starts_with('#'));
+                }
+            }
+        }
+
+        #[test]
+        fn set_then_get(text in "(?s).{0,100}", key in "[a-z]{1,4}", value in "[a-z =]{0,8}") {
+            let value = value.trim_matches(is_blank).to_string();
+            let mut e = Entry::parse(&text);
+            e.set(&key, &value);
+            prop_assert_eq!(e.get(&key), Some(value.as_str()));
+            let reparsed = Entry::parse(&e.to_string());
+            prop_assert_eq!(reparsed.get(&key), Some(value.as_str()));
+        }
+    }
+}
