@@ -386,7 +386,8 @@ impl Images for RealImages<'_> {
                     .map(|b| String::from_utf8_lossy(&b).trim().to_string())
                     .filter(|s| !s.is_empty());
                 // Room for the files, their inodes and the journal.
-                let meta = summary.entries * 4096 + (64 << 20);
+                // (a journal and inode tables of a few MiB for small trees).
+                let meta = summary.entries * 4096 + (8 << 20);
                 info.data_bytes = summary.bytes + meta;
                 info.size = round_up(summary.bytes + summary.bytes / 4 + meta, 1 << 20);
                 info.fs_type = Some("ext4".into());

@@ -47,10 +47,21 @@ impl Work {
         let backing = dir.path().join("trees.ext4");
         let trees = dir.path().join("trees");
         fs::create_dir(&trees).unwrap();
-        sh("truncate", &["-s", "512M", p(&backing)]);
+        sh("truncate", &["-s", "384M", p(&backing)]);
+        // Few inodes, no journal, lazy init: quick to make under TCG.
         sh(
             "mkfs.ext4",
-            &["-q", "-F", "-O", "^has_journal", p(&backing)],
+            &[
+                "-q",
+                "-F",
+                "-O",
+                "^has_journal",
+                "-N",
+                "4096",
+                "-E",
+                "lazy_itable_init=1,nodiscard",
+                p(&backing),
+            ],
         );
         // discard: deleted files give their memory back to the tmpfs.
         sh(
@@ -977,14 +988,23 @@ pub struct Leftovers {
     dm: Vec<String>,
 }
 
+/// Every path under `root` on `root`'s own filesystem (not into mounts:
+/// test trees, or a crate dir shared into the guest's /tmp over 9p).
 fn walk_names(root: &Path, out: &mut BTreeSet<PathBuf>) {
-    let Ok(rd) = fs::read_dir(root) else { return };
+    let Ok(md) = fs::metadata(root) else { return };
+    walk_dev(root, md.dev(), out);
+}
+
+fn walk_dev(dir: &Path, dev: u64, out: &mut BTreeSet<PathBuf>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let path = e.path();
-        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
         out.insert(path.clone());
-        if is_dir {
-            walk_names(&path, out);
+        let Ok(md) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if md.is_dir() && md.dev() == dev {
+            walk_dev(&path, dev, out);
         }
     }
 }
