@@ -122,10 +122,11 @@ fn builders_make_real_images() {
     ] {
         assert!(diffs.contains(want), "{want:?} not in:\n{diffs}");
     }
-    assert!(
-        std::panic::catch_unwind(|| assert_same_tree(&tree, &copy)).is_err(),
-        "assert_same_tree passed different trees"
-    );
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let caught = std::panic::catch_unwind(|| assert_same_tree(&tree, &copy));
+    std::panic::set_hook(hook);
+    assert!(caught.is_err(), "assert_same_tree passed different trees");
 
     // ext4 by mkfs.ext4 -d: sparse, and a loop mount holds the tree.
     let ext4 = ext4_image(&tree, &w.file("root.ext4"), 32);
@@ -429,7 +430,7 @@ fn imports_raw_ext4_images_once_each() {
 
 #[test]
 #[ignore = "guest tier: run by tests/run"]
-fn imports_an_xfs_image_raw_and_as_a_liveimg() {
+fn imports_a_raw_xfs_image() {
     let w = Work::new();
     let vg = TestVg::new("gImgXfs", 1536, 1024);
     vg.init(FIRST);
@@ -441,16 +442,6 @@ fn imports_an_xfs_image_raw_and_as_a_liveimg() {
     );
     assert_eq!(lv_size(&vg, "Node-2.0-0"), 320 * MIB);
     let fs = check_base(&vg, "Node-2.0-0", &tree, Some(&sha256_hex(&img)));
-    assert_eq!(fs, "xfs");
-
-    // The same filesystem inside a liveimg (squashfs: LiveOS/rootfs.img).
-    let live = liveimg(&img, &w.file("x.squashfs"));
-    assert_eq!(
-        add(&vg, Some("Node-2.1-0"), s(&live), &[]),
-        "Created Node-2.1-0\n"
-    );
-    assert!(lv_size(&vg, "Node-2.1-0") >= 300 * MIB);
-    let fs = check_base(&vg, "Node-2.1-0", &tree, Some(&sha256_hex(&live)));
     assert_eq!(fs, "xfs");
 }
 
@@ -566,9 +557,6 @@ fn checksums_are_verified_before_anything_is_created() {
         &add_args(Some("Node-4.0-0"), s(&c), &["--size", "64M"]),
         &digest_words,
     );
-    // With the right sum it goes in.
-    write_sha256sums(&c, None);
-    assert_eq!(add(&vg, None, s(&c), &[]), "Created Node-4.0-0\n");
 }
 
 #[test]
