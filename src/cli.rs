@@ -14,7 +14,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
                   runs the node from writable thin snapshots of it (layers). It reads and \
                   writes the same LV tags as oVirt's imgbased.",
     after_help = "Examples:\n  imgbase layout\n  imgbase layout --init --from HostVG/root --nvr Node-1.0-0\n  \
-                  imgbase base --add Node-2.0-0 --size 10G\n  imgbase layer --add Node-2.0-0\n  \
+                  imgbase base --add Node-2.0-0 --size 10G\n  imgbase layer --add Node-2.0-0\n  imgbase boot --set-default Node-2.0-0+1\n  \
                   imgbase --dry-run --json layer --remove Node-1.0-0+1\n  imgbase w"
 )]
 pub struct Cli {
@@ -65,6 +65,26 @@ pub struct Cli {
         hide_short_help = true
     )]
     pub cache_dir: PathBuf,
+    /// The /boot to write kernels and boot entries into
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/boot",
+        env = "IMGBASE_BOOT_DIR"
+    )]
+    pub boot_dir: PathBuf,
+    /// Boot loader to write entries for [default: detected under --boot-dir;
+    /// none: manage no boot entries]
+    #[arg(
+        long,
+        global = true,
+        value_name = "LOADER",
+        default_value = "auto",
+        env = "IMGBASE_LOADER",
+        value_parser = ["auto", "grub", "grub-bls", "systemd-boot", "none"]
+    )]
+    pub loader: String,
     /// The lvm binary (tests point it at a wrapper)
     #[arg(
         long,
@@ -86,6 +106,11 @@ pub enum Command {
     Base(BaseArgs),
     /// Add, remove and query layers (writable snapshots of a base)
     Layer(LayerArgs),
+    /// List, choose and (re)write the layers' boot entries
+    Boot(BootArgs),
+    /// Report boot entries without LVs, layers without entries, orphan
+    /// files under /boot/imgbase and unfinished LVs (exit 1 if any)
+    Check,
     /// Say which layer the running system is on
     W,
     /// Write the man page and shell completions (for packaging)
@@ -187,4 +212,26 @@ pub struct LayerArgs {
     /// Print the device path of a layer
     #[arg(long, value_name = "LAYER")]
     pub volume_path: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true)
+    .args(["list", "get_default", "set_default", "next", "setup"])))]
+pub struct BootArgs {
+    /// List imgbase's boot entries (* default, > next boot only)
+    #[arg(long)]
+    pub list: bool,
+    /// Print the layer booted by default
+    #[arg(long)]
+    pub get_default: bool,
+    /// Boot LAYER by default from now on
+    #[arg(long, value_name = "LAYER")]
+    pub set_default: Option<String>,
+    /// Boot LAYER at the next boot only, then the default again
+    #[arg(long, value_name = "LAYER")]
+    pub next: Option<String>,
+    /// Write (or rewrite) the kernels and entries of LAYER [default: of
+    /// every layer], and install grub's /etc/grub.d script
+    #[arg(long, value_name = "LAYER", num_args = 0..=1, default_missing_value = "")]
+    pub setup: Option<String>,
 }

@@ -25,6 +25,8 @@ pub enum Error {
     Images(#[from] crate::sys::images::ImagesError),
     #[error(transparent)]
     Fetch(#[from] crate::sys::fetch::FetchError),
+    #[error(transparent)]
+    Boot(#[from] crate::boot::BootError),
     #[error("no base named {name} in {vg} (see `imgbase layout --bases`)")]
     UnknownBase { name: String, vg: String },
     #[error("no layer named {name} in {vg} (see `imgbase layout --layers`)")]

@@ -12,11 +12,13 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 use serde::Serialize;
 
-use cli::{BaseArgs, Cli, Command, LayerArgs, LayoutArgs};
+use cli::{BaseArgs, BootArgs, Cli, Command, LayerArgs, LayoutArgs};
+use imgbase::boot::loader::{self, Boot, Loader};
 use imgbase::image::digest::{digest_from_sums, parse_sha256};
 use imgbase::model::layout::Layout;
 use imgbase::model::size::parse_size;
 use imgbase::plan::{Executor, Plan};
+use imgbase::sys::boot::{BootExec, RealTrees, running_cmdline};
 use imgbase::sys::cmd::SystemRunner;
 use imgbase::sys::fetch::{Fetcher, is_url};
 use imgbase::sys::fs::{DevNum, RealFilesystems, mount_point_of};
@@ -24,7 +26,8 @@ use imgbase::sys::images::{Images, RealImages};
 use imgbase::sys::lock::OpLock;
 use imgbase::sys::lvm::LvmCli;
 use imgbase::sys::progress::Progress;
-use imgbase::verbs::{Ctx, base, layer, layout};
+use imgbase::verbs::boot::BootView;
+use imgbase::verbs::{Ctx, base, boot, layer, layout};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -85,6 +88,8 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Layout(args) => app.layout(args),
         Command::Base(args) => app.base(args),
         Command::Layer(args) => app.layer(args),
+        Command::Boot(args) => app.boot(args),
+        Command::Check => app.check(),
         Command::W => app.w(),
         Command::Docs { out } => write_docs(out),
     }
@@ -100,13 +105,59 @@ impl App<'_> {
             lvm: &self.lvm,
             vg: self.cli.vg.clone(),
             root: Some(root),
+            boot: None,
         })
     }
 
-    /// Lock (unless only printing), read the layout, plan, then run or print.
+    /// The node's /boot and loader, or None when boot entries are not
+    /// managed (`--loader none`, or `auto` finding no loader).
+    fn boot_view(&self) -> Result<Option<BootView>> {
+        let dir = &self.cli.boot_dir;
+        let loader = match self.cli.loader.as_str() {
+            "none" => return Ok(None),
+            "auto" => match loader::detect(dir) {
+                Some(l) => l,
+                None => {
+                    tracing::info!(
+                        "no boot loader found under {}: boot entries are not written \
+                         (pass --loader and --boot-dir to choose one)",
+                        dir.display()
+                    );
+                    return Ok(None);
+                }
+            },
+            name => name.parse::<Loader>().map_err(anyhow::Error::msg)?,
+        };
+        anyhow::ensure!(
+            dir.is_dir(),
+            "no boot directory {}: mount /boot or pass --boot-dir DIR",
+            dir.display()
+        );
+        Ok(Some(BootView::read(Boot::new(dir, loader)).with_context(
+            || format!("cannot read the boot entries in {}", dir.display()),
+        )?))
+    }
+
+    fn need_boot_view(&self) -> Result<BootView> {
+        self.boot_view()?
+            .ok_or_else(|| anyhow::anyhow!(no_loader(&self.cli.boot_dir)))
+    }
+
+    /// A changing verb that reads the layout only.
     fn change(
         &self,
         what: &str,
+        plan: impl FnOnce(&Ctx) -> imgbase::error::Result<Plan>,
+    ) -> Result<()> {
+        self.change_with(what, false, plan)
+    }
+
+    /// Lock (unless only printing), read the layout (and with `boot`, the
+    /// boot entries), plan, then run or print.
+    fn change_with(
+        &self,
+        what: &str,
+        boot: bool,
         plan: impl FnOnce(&Ctx) -> imgbase::error::Result<Plan>,
     ) -> Result<()> {
         let _lock = if self.cli.dry_run {
@@ -118,7 +169,10 @@ impl App<'_> {
                 &format!("imgbase {what}"),
             )?)
         };
-        let ctx = self.ctx()?;
+        let mut ctx = self.ctx()?;
+        if boot {
+            ctx.boot = self.boot_view()?;
+        }
         let plan = plan(&ctx)?;
         if self.cli.dry_run {
             return if self.cli.json {
@@ -137,11 +191,21 @@ impl App<'_> {
                 Ok(())
             };
         }
+        let trees = RealTrees {
+            runner: self.runner,
+            lvm: &self.lvm,
+        };
+        let boot_exec = ctx.boot.as_ref().map(|v| BootExec {
+            boot: v.boot.clone(),
+            trees: &trees,
+            running: running_cmdline(&plan.vg),
+        });
         Executor {
             lvm: &self.lvm,
             fs: &self.fs,
             images: &self.images,
             progress: &self.progress,
+            boot: boot_exec.as_ref(),
         }
         .execute(&plan)
         .with_context(|| format!("could not {}", plan.summary))?;
@@ -178,9 +242,13 @@ impl App<'_> {
         if a.init || a.init_nvr.is_some() {
             let nvr = a.nvr.as_deref().or(a.init_nvr.as_deref());
             let source = layout::Source::parse(&a.from)?;
-            return self.change("layout --init", |ctx| {
+            return self.change_with("layout --init", true, |ctx| {
                 let records = ctx.report(true)?;
-                layout::plan_init(&records, &source, nvr, read_nvr)
+                let mut plan = layout::plan_init(&records, &source, nvr, read_nvr)?;
+                if let (Some(view), Some(layer)) = (&ctx.boot, plan.created.get(1).cloned()) {
+                    boot::add_entry(&mut plan, view, &layer, None);
+                }
+                Ok(plan)
             });
         }
         let l = self.read()?;
@@ -249,8 +317,8 @@ impl App<'_> {
             return self.export(name, out);
         }
         if let Some(name) = &a.remove {
-            return self.change("base --remove", |ctx| {
-                base::plan_remove(&ctx.layout()?, name)
+            return self.change_with("base --remove", true, |ctx| {
+                base::plan_remove(&ctx.layout()?, ctx.boot.as_ref(), name)
             });
         }
         let l = self.read()?;
@@ -329,11 +397,13 @@ impl App<'_> {
     fn layer(&self, a: &LayerArgs) -> Result<()> {
         if let Some(target) = &a.add {
             let target = Some(target.as_str()).filter(|t| !t.is_empty());
-            return self.change("layer --add", |ctx| layer::plan_add(&ctx.layout()?, target));
+            return self.change_with("layer --add", true, |ctx| {
+                layer::plan_add(&ctx.layout()?, ctx.boot.as_ref(), target)
+            });
         }
         if let Some(name) = &a.remove {
-            return self.change("layer --remove", |ctx| {
-                layer::plan_remove(&ctx.layout()?, name)
+            return self.change_with("layer --remove", true, |ctx| {
+                layer::plan_remove(&ctx.layout()?, ctx.boot.as_ref(), name)
             });
         }
         let l = self.read()?;
@@ -346,6 +416,100 @@ impl App<'_> {
             layer::latest(&l)?
         };
         self.print_name("layer", &x.volume.lv)
+    }
+
+    fn boot(&self, a: &BootArgs) -> Result<()> {
+        let changing =
+            |what: &str, f: &dyn Fn(&Layout, &BootView) -> imgbase::error::Result<Plan>| {
+                self.change_with(what, true, |ctx| {
+                    let view = ctx.boot.as_ref().ok_or_else(|| {
+                        imgbase::error::Error::Refused(no_loader(&self.cli.boot_dir))
+                    })?;
+                    f(&ctx.layout()?, view)
+                })
+            };
+        if let Some(layer) = &a.set_default {
+            return changing("boot --set-default", &|l, v| {
+                boot::plan_set_default(l, v, layer)
+            });
+        }
+        if let Some(layer) = &a.next {
+            return changing("boot --next", &|l, v| boot::plan_next(l, v, layer));
+        }
+        if let Some(layer) = &a.setup {
+            let layer = Some(layer.as_str()).filter(|l| !l.is_empty());
+            let root = self.cli.root.clone();
+            return changing("boot --setup", &|l, v| {
+                boot::plan_setup(l, v, layer, root.clone())
+            });
+        }
+        let view = self.need_boot_view()?;
+        if a.get_default {
+            let layer = view.default.as_deref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no layer is the default boot entry (set one with `imgbase boot --set-default LAYER`)"
+                )
+            })?;
+            return self.print_name("layer", layer);
+        }
+        let entries = boot::list(&view)?;
+        if self.cli.json {
+            return print_json(&entries);
+        }
+        for e in &entries {
+            let mark = match (e.default, e.next) {
+                (_, true) => ">",
+                (true, _) => "*",
+                _ => " ",
+            };
+            println!("{mark} {:<40} {}  [{}]", e.id, e.title, e.kernel);
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
+        let l = self.read()?;
+        let view = self.boot_view()?;
+        let r = boot::check(&l, view.as_ref())?;
+        if self.cli.json {
+            print_json(&r)?;
+        } else {
+            match &r.loader {
+                Some(name) => println!("boot loader: {name} ({})", self.cli.boot_dir.display()),
+                None => println!(
+                    "boot loader: none found under {}",
+                    self.cli.boot_dir.display()
+                ),
+            }
+            let show = |what: &str, items: Vec<String>| {
+                for i in items {
+                    println!("problem: {what}: {i}");
+                }
+            };
+            show("boot entry without an LV", r.entries_without_lv.clone());
+            show("layer without a boot entry", r.layers_without_entry.clone());
+            show(
+                "orphan file",
+                r.orphan_files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            );
+            show(
+                "default entry names no entry",
+                r.default_missing.iter().cloned().collect(),
+            );
+            show("unfinished LV", r.incomplete_lvs.clone());
+        }
+        let n = r.problems();
+        anyhow::ensure!(
+            n == 0,
+            "{n} problem(s) found: `imgbase boot --setup` rewrites entries and removes orphan files"
+        );
+        if !self.cli.json {
+            println!("no problems found");
+        }
+        Ok(())
     }
 
     fn w(&self) -> Result<()> {
@@ -369,6 +533,14 @@ impl App<'_> {
 }
 
 /// The NVR an imgbased-built image records inside its root.
+fn no_loader(boot_dir: &Path) -> String {
+    format!(
+        "no boot loader found under {}: pass --loader grub|grub-bls|systemd-boot \
+         (and --boot-dir DIR if /boot is elsewhere)",
+        boot_dir.display()
+    )
+}
+
 fn read_nvr(root: &imgbase::sys::lvm::LvRecord) -> imgbase::error::Result<String> {
     let refuse = |why: String| {
         imgbase::error::Error::Refused(format!(

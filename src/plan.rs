@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::image::detect::Format;
 use crate::model::size::human;
 use crate::model::tags;
+use crate::sys::boot::BootExec;
 use crate::sys::fs::Filesystems;
 use crate::sys::images::{FillMode, Images, describe};
 use crate::sys::lvm::Lvm;
@@ -81,6 +82,32 @@ pub enum Step {
         lv: String,
         fs: String,
     },
+    /// Copy a layer's kernels to /boot/imgbase/<layer>/.
+    InstallKernels {
+        layer: String,
+        args_from: Option<String>,
+    },
+    /// Remove /boot/imgbase/<layer>/ (shared files stay linked elsewhere).
+    RemoveKernels {
+        layer: String,
+    },
+    /// Rewrite imgbase's boot entries: exactly these layers get one.
+    WriteEntries {
+        layers: Vec<String>,
+        before: Vec<String>,
+    },
+    SetDefault {
+        layer: Option<String>,
+        previous: Option<String>,
+    },
+    SetNext {
+        layer: Option<String>,
+        previous: Option<String>,
+    },
+    /// Install /etc/grub.d/09_imgbase under this root.
+    InstallGrubScript {
+        root: PathBuf,
+    },
 }
 
 impl Step {
@@ -105,7 +132,22 @@ impl Step {
             },
             ChangeVgTags { add, del } => ChangeVgTags { add: del, del: add },
             Rename { from, to } => Rename { from: to, to: from },
+            InstallKernels { layer, .. } => RemoveKernels { layer },
+            WriteEntries { layers, before } => WriteEntries {
+                layers: before,
+                before: layers,
+            },
+            SetDefault { layer, previous } => SetDefault {
+                layer: previous,
+                previous: layer,
+            },
+            SetNext { layer, previous } => SetNext {
+                layer: previous,
+                previous: layer,
+            },
             RenewFsUuid { .. }
+            | RemoveKernels { .. }
+            | InstallGrubScript { .. }
             | Remove { .. }
             | Extend { .. }
             | FillImage { .. }
@@ -129,7 +171,13 @@ impl Step {
             | FillImage { lv, .. }
             | GrowFs { lv, .. } => Some(lv),
             Rename { to, .. } => Some(to),
-            ChangeVgTags { .. } => None,
+            ChangeVgTags { .. }
+            | InstallKernels { .. }
+            | RemoveKernels { .. }
+            | WriteEntries { .. }
+            | SetDefault { .. }
+            | SetNext { .. }
+            | InstallGrubScript { .. } => None,
         }
     }
 }
@@ -199,6 +247,25 @@ impl fmt::Display for Step {
                 Ok(())
             }
             GrowFs { lv, fs } => write!(f, "grow the {fs} filesystem on {lv} to fill it"),
+            InstallKernels { layer, .. } => {
+                write!(f, "copy the kernels of {layer} to /boot/imgbase/{layer}/")
+            }
+            RemoveKernels { layer } => write!(f, "remove /boot/imgbase/{layer}/"),
+            WriteEntries { layers, .. } if layers.is_empty() => {
+                write!(f, "remove imgbase's boot entries")
+            }
+            WriteEntries { layers, .. } => {
+                write!(f, "write the boot entries of {}", layers.join(", "))
+            }
+            SetDefault { layer: Some(l), .. } => write!(f, "boot {l} by default"),
+            SetDefault { layer: None, .. } => write!(f, "clear the default boot entry"),
+            SetNext { layer: Some(l), .. } => write!(f, "boot {l} once, at the next boot"),
+            SetNext { layer: None, .. } => write!(f, "clear the one-shot boot entry"),
+            InstallGrubScript { root } => write!(
+                f,
+                "install {}/etc/grub.d/09_imgbase so grub reads imgbase's entries",
+                root.display().to_string().trim_end_matches('/')
+            ),
         }
     }
 }
@@ -277,6 +344,9 @@ pub struct Executor<'a> {
     pub fs: &'a dyn Filesystems,
     pub images: &'a dyn Images,
     pub progress: &'a Progress,
+    /// None when boot entries are not managed (`--loader none`, or no
+    /// loader found); plans then hold no boot steps.
+    pub boot: Option<&'a BootExec<'a>>,
 }
 
 impl Executor<'_> {
@@ -328,6 +398,22 @@ impl Executor<'_> {
         failures
     }
 
+    fn boot(&self) -> Result<&BootExec<'_>> {
+        self.boot.ok_or_else(|| {
+            Error::Refused("internal: a boot step in a plan without a boot loader".into())
+        })
+    }
+
+    /// The loader's id of a layer's entry.
+    fn id_of(&self, layer: Option<&str>) -> Result<Option<String>> {
+        let Some(layer) = layer else { return Ok(None) };
+        let b = &self.boot()?.boot;
+        let inst = b.store().installed(layer)?.ok_or_else(|| {
+            Error::Refused(format!("layer {layer} has no kernels under /boot/imgbase"))
+        })?;
+        Ok(b.id_of(&inst))
+    }
+
     fn run(&self, vg: &str, step: &Step) -> Result<()> {
         use Step::*;
         let lvm = self.lvm;
@@ -368,6 +454,35 @@ impl Executor<'_> {
                 tracing::info!(?stats, "image written");
             }
             GrowFs { lv, fs } => self.images.grow(&format!("/dev/{vg}/{lv}"), fs)?,
+            InstallKernels { layer, args_from } => {
+                self.boot()?.install(vg, layer, args_from.as_deref())?
+            }
+            RemoveKernels { layer } => self.boot()?.boot.store().remove(layer)?,
+            WriteEntries { layers, .. } => {
+                let b = &self.boot()?.boot;
+                let store = b.store();
+                let mut installed = Vec::new();
+                for l in layers {
+                    installed.extend(store.installed(l)?);
+                }
+                b.write_entries(&installed)?
+            }
+            SetDefault { layer, .. } => {
+                let b = &self.boot()?.boot;
+                b.set_default(self.id_of(layer.as_deref())?.as_deref())?
+            }
+            SetNext { layer, .. } => {
+                let id = self.id_of(layer.as_deref())?;
+                self.boot()?.set_next(id.as_deref())?
+            }
+            InstallGrubScript { root } => {
+                if !self.boot()?.boot.install_grub_script(root)? {
+                    tracing::warn!(
+                        "grub.cfg does not read imgbase's entries yet: run `update-grub` \
+                         (or `grub-mkconfig -o /boot/grub/grub.cfg`) once"
+                    );
+                }
+            }
         }
         Ok(())
     }

@@ -233,6 +233,7 @@ fn a_failed_write_removes_the_new_lv() {
         fs: &fs,
         images: &images,
         progress: &Progress::silent(),
+        boot: None,
     }
     .execute(&p)
     .unwrap_err();

@@ -33,6 +33,7 @@ fn run(f: &FakeLvm, plan: &Plan) -> Result<(), Error> {
         fs: &fs,
         images: &images,
         progress: &Progress::silent(),
+        boot: None,
     }
     .execute(plan)
 }
@@ -120,16 +121,16 @@ fn new_layers_are_numbered_past_every_name_ever_used() {
     for _ in 0..2 {
         run(
             &f,
-            &layer::plan_add(&layout_of(&f), Some("Node-1.0-0")).unwrap(),
+            &layer::plan_add(&layout_of(&f), None, Some("Node-1.0-0")).unwrap(),
         )
         .unwrap();
     }
     run(
         &f,
-        &layer::plan_remove(&layout_of(&f), "Node-1.0-0+3").unwrap(),
+        &layer::plan_remove(&layout_of(&f), None, "Node-1.0-0+3").unwrap(),
     )
     .unwrap();
-    let plan = layer::plan_add(&layout_of(&f), Some("Node-1.0-0")).unwrap();
+    let plan = layer::plan_add(&layout_of(&f), None, Some("Node-1.0-0")).unwrap();
     assert_eq!(
         plan.created,
         ["Node-1.0-0+4"],
@@ -138,7 +139,7 @@ fn new_layers_are_numbered_past_every_name_ever_used() {
     run(&f, &plan).unwrap();
     // An untagged LV that happens to carry the next name is skipped too.
     f.add_thin("Node-1.0-0+5", GIB, &[]);
-    let plan = layer::plan_add(&layout_of(&f), Some("Node-1.0-0")).unwrap();
+    let plan = layer::plan_add(&layout_of(&f), None, Some("Node-1.0-0")).unwrap();
     assert_eq!(plan.created, ["Node-1.0-0+6"]);
 }
 
@@ -155,7 +156,7 @@ fn layer_add_without_target_uses_the_newest_base() {
         &base::plan_add(&layout_of(&f), "Node-2-0", GIB).unwrap(),
     )
     .unwrap();
-    let plan = layer::plan_add(&layout_of(&f), None).unwrap();
+    let plan = layer::plan_add(&layout_of(&f), None, None).unwrap();
     assert_eq!(plan.created, ["Node-13-0+1"]);
     assert!(
         plan.steps
@@ -164,7 +165,7 @@ fn layer_add_without_target_uses_the_newest_base() {
     );
     run(&f, &plan).unwrap();
     // With a layer on it, the next one carries that layer's changes.
-    let plan = layer::plan_add(&layout_of(&f), None).unwrap();
+    let plan = layer::plan_add(&layout_of(&f), None, None).unwrap();
     assert!(
         plan.steps
             .iter()
@@ -175,7 +176,7 @@ fn layer_add_without_target_uses_the_newest_base() {
 #[test]
 fn new_lvs_are_built_under_a_temporary_name_and_renamed_last() {
     let f = node();
-    let plan = layer::plan_add(&layout_of(&f), Some("Node-1.0-0")).unwrap();
+    let plan = layer::plan_add(&layout_of(&f), None, Some("Node-1.0-0")).unwrap();
     let n = plan.steps.len();
     assert!(matches!(&plan.steps[n - 2], Step::Rename { from, to }
         if from == "imgbase-tmp-Node-1.0-0+2" && to == "Node-1.0-0+2"));
@@ -200,7 +201,7 @@ fn a_failed_step_undoes_everything_before_it() {
     ] {
         let f = node();
         let before = snapshot(&f);
-        let plan = layer::plan_add(&layout_of(&f), Some("Node-1.0-0")).unwrap();
+        let plan = layer::plan_add(&layout_of(&f), None, Some("Node-1.0-0")).unwrap();
         *f.fail_on.borrow_mut() = Some(fail.into());
         let err = run(&f, &plan).unwrap_err();
         assert!(err.to_string().contains("undone"), "{fail}: {err}");
@@ -229,7 +230,7 @@ fn an_interrupted_run_is_finished_or_cleared_by_the_next() {
         l.base("Node-2.0-0").is_none(),
         "unfinished LVs are not bases"
     );
-    let plan = layer::plan_add(&l, Some("Node-1.0-0")).unwrap();
+    let plan = layer::plan_add(&l, None, Some("Node-1.0-0")).unwrap();
     run(&f, &plan).unwrap();
     let l = layout_of(&f);
     assert!(l.incomplete.is_empty());
@@ -251,17 +252,23 @@ fn bad_input_is_refused_before_any_change() {
         (base::plan_add(&l, "Node 2-1-0", GIB), "not allowed"),
         (base::plan_add(&l, "Node-2", GIB), "Name-Version-Release"),
         (base::plan_add(&l, "Node-2-0+1", GIB), "layer"),
-        (base::plan_remove(&l, "Nope-1-0"), "no base named Nope-1-0"),
         (
-            layer::plan_add(&l, Some("Nope-1-0")),
+            base::plan_remove(&l, None, "Nope-1-0"),
+            "no base named Nope-1-0",
+        ),
+        (
+            layer::plan_add(&l, None, Some("Nope-1-0")),
             "no base or layer named",
         ),
-        (layer::plan_remove(&l, "Node-1.0-0+9"), "no layer named"),
         (
-            layer::plan_remove(&l, "Node-1.0-0+1"),
+            layer::plan_remove(&l, None, "Node-1.0-0+9"),
+            "no layer named",
+        ),
+        (
+            layer::plan_remove(&l, None, "Node-1.0-0+1"),
             "only layer of the newest base",
         ),
-        (base::plan_remove(&l, "Node-1.0-0"), "only base"),
+        (base::plan_remove(&l, None, "Node-1.0-0"), "only base"),
     ];
     for (result, want) in cases {
         let err = result.unwrap_err().to_string();
@@ -281,24 +288,26 @@ fn removal_spares_the_booted_layer_and_its_base() {
     .unwrap();
     run(
         &f,
-        &layer::plan_add(&layout_of(&f), Some("Node-2.0-0")).unwrap(),
+        &layer::plan_add(&layout_of(&f), None, Some("Node-2.0-0")).unwrap(),
     )
     .unwrap();
     run(
         &f,
-        &layer::plan_add(&layout_of(&f), Some("Node-1.0-0")).unwrap(),
+        &layer::plan_add(&layout_of(&f), None, Some("Node-1.0-0")).unwrap(),
     )
     .unwrap();
     let l = booted_on(&f, "Node-1.0-0+1");
-    let err = layer::plan_remove(&l, "Node-1.0-0+1")
+    let err = layer::plan_remove(&l, None, "Node-1.0-0+1")
         .unwrap_err()
         .to_string();
     assert!(err.contains("booted from it"), "{err}");
-    let err = base::plan_remove(&l, "Node-1.0-0").unwrap_err().to_string();
+    let err = base::plan_remove(&l, None, "Node-1.0-0")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("booted from its layer Node-1.0-0+1"), "{err}");
     // Booted elsewhere, the old base goes with all its layers.
     let l = booted_on(&f, "Node-2.0-0+1");
-    let plan = base::plan_remove(&l, "Node-1.0-0").unwrap();
+    let plan = base::plan_remove(&l, None, "Node-1.0-0").unwrap();
     assert_eq!(plan.removed, ["Node-1.0-0+2", "Node-1.0-0+1", "Node-1.0-0"]);
     run(&f, &plan).unwrap();
     assert!(f.get("root").is_some(), "the init LV is never removed");
@@ -309,7 +318,7 @@ fn removal_spares_the_booted_layer_and_its_base() {
 fn a_full_pool_admits_nothing() {
     let f = node();
     f.lvs.borrow_mut()[0].data_percent = Some(97.5);
-    let err = layer::plan_add(&layout_of(&f), None)
+    let err = layer::plan_add(&layout_of(&f), None, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("97.5% full"), "{err}");
@@ -322,7 +331,7 @@ fn a_full_pool_admits_nothing() {
 #[test]
 fn plans_print_as_numbered_steps_and_json() {
     let f = node();
-    let plan = layer::plan_add(&layout_of(&f), None).unwrap();
+    let plan = layer::plan_add(&layout_of(&f), None, None).unwrap();
     let text = plan.to_string();
     assert!(
         text.starts_with("Plan: add layer Node-1.0-0+2 on Node-1.0-0+1"),

@@ -15,6 +15,8 @@ pub mod bls;
 pub mod cmdline;
 pub mod grubenv;
 pub mod grubmenu;
+pub mod kernels;
+pub mod loader;
 
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -42,6 +44,15 @@ pub enum BootError {
         "the value of the GRUB environment variable {name} holds a newline, which imgbase refuses"
     )]
     BadEnvValue { name: String },
+    #[error(
+        "layer {layer} has no kernel with an initramfs (/boot/vmlinuz-* or \
+         /usr/lib/modules/*/vmlinuz{}), so it cannot boot; install one in the layer, \
+         or pass --loader none to manage layers without boot entries",
+        if skipped.is_empty() { String::new() } else { format!("; without initramfs: {}", skipped.join(", ")) }
+    )]
+    NoKernel { layer: String, skipped: Vec<String> },
+    #[error("{0}")]
+    Tool(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

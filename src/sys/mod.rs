@@ -2,6 +2,7 @@
 //! filesystems, mounts and the operation lock. Everything above it is
 //! testable without root.
 
+pub mod boot;
 pub mod cmd;
 pub mod fetch;
 pub mod fs;

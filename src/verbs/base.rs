@@ -15,6 +15,7 @@ use crate::sys::images::{FillMode, ImageInfo};
 use crate::sys::lvm::Lvm;
 use crate::sys::progress::Progress;
 
+use super::boot::BootView;
 use super::{check_name_free, check_pool_room, finish_leftovers};
 
 /// A new, empty, protected base (read-only, skipped at activation).
@@ -246,7 +247,7 @@ pub(crate) fn protect(plan: &mut Plan, lv: &str) {
 }
 
 /// Remove a base and all its layers, newest layer first.
-pub fn plan_remove(layout: &Layout, name: &str) -> Result<Plan> {
+pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Result<Plan> {
     let base = find(layout, name)?;
     if let Some((b, l)) = layout.booted_layer()
         && b.nvr == base.nvr
@@ -264,10 +265,17 @@ pub fn plan_remove(layout: &Layout, name: &str) -> Result<Plan> {
         )));
     }
     let mut plan = Plan::new(&layout.vg, format!("remove base {name} and its layers"));
-    for layer in base.layers.iter().rev() {
-        remove_lv(&mut plan, &layer.volume.lv);
+    let gone: Vec<String> = base.layers.iter().map(|l| l.volume.lv.clone()).collect();
+    if let Some(view) = boot {
+        super::boot::before_removing(&mut plan, view, &gone);
+    }
+    for layer in gone.iter().rev() {
+        remove_lv(&mut plan, layer);
     }
     remove_lv(&mut plan, name);
+    if let Some(view) = boot {
+        super::boot::after_removing(&mut plan, view, &gone);
+    }
     Ok(plan)
 }
 

@@ -7,12 +7,13 @@ use crate::model::names::{LayerName, next_layer_index};
 use crate::model::tags;
 use crate::plan::{Plan, Step};
 
+use super::boot::BootView;
 use super::{check_name_free, check_pool_room, finish_leftovers};
 
 /// A new layer on `target` (a base or a layer). Without a target, on the
 /// newest base: a snapshot of its newest layer, or of the base itself if
 /// it has none yet.
-pub fn plan_add(layout: &Layout, target: Option<&str>) -> Result<Plan> {
+pub fn plan_add(layout: &Layout, boot: Option<&BootView>, target: Option<&str>) -> Result<Plan> {
     let (base, origin) = match target {
         Some(name) => {
             if let Some(b) = layout.base(name) {
@@ -64,11 +65,19 @@ pub fn plan_add(layout: &Layout, target: Option<&str>) -> Result<Plan> {
     });
     plan.new_snapshot(&origin, &temp);
     plan.commit_lv(&temp, &name, tags::LAYER);
+    if let Some(view) = boot {
+        // The entry comes after the LV is in place: an entry never names
+        // an LV that does not exist. Arguments follow the origin layer's,
+        // else the booted layer's.
+        let from_layer = layout.layer(&origin).map(|_| origin.as_str());
+        let booted = layout.booted_layer().map(|(_, l)| l.volume.lv.as_str());
+        super::boot::add_entry(&mut plan, view, &name, from_layer.or(booted));
+    }
     plan.created.push(name);
     Ok(plan)
 }
 
-pub fn plan_remove(layout: &Layout, name: &str) -> Result<Plan> {
+pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Result<Plan> {
     let (base, layer) = find(layout, name)?;
     if layer.booted {
         return Err(Error::Refused(format!(
@@ -85,7 +94,14 @@ pub fn plan_remove(layout: &Layout, name: &str) -> Result<Plan> {
         )));
     }
     let mut plan = Plan::new(&layout.vg, format!("remove layer {name}"));
+    let gone = [name.to_string()];
+    if let Some(view) = boot {
+        super::boot::before_removing(&mut plan, view, &gone);
+    }
     super::base::remove_lv(&mut plan, name);
+    if let Some(view) = boot {
+        super::boot::after_removing(&mut plan, view, &gone);
+    }
     Ok(plan)
 }
 

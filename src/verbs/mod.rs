@@ -3,6 +3,7 @@
 //! nothing here touches the system except through the traits in `sys`.
 
 pub mod base;
+pub mod boot;
 pub mod layer;
 pub mod layout;
 
@@ -25,6 +26,8 @@ pub struct Ctx<'a> {
     pub vg: Option<String>,
     /// Device of the running root filesystem, to find the booted layer.
     pub root: Option<DevNum>,
+    /// /boot as read before planning; None when entries are not managed.
+    pub boot: Option<boot::BootView>,
 }
 
 impl Ctx<'_> {

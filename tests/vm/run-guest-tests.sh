@@ -5,7 +5,7 @@
 # through; exits non-zero if any binary fails, if the guest dies or times out, or if there
 # is no guest test at all (a tier that runs nothing must not pass).
 #   tests/vm/run-guest-tests.sh [libtest args, e.g. a test name filter, --nocapture]
-# env: IMGBASE_CRATE_DIR (default: this repo), VM_TIMEOUT (whole guest, default 1800 s),
+# env: IMGBASE_CRATE_DIR (default: this repo), VM_TIMEOUT (whole guest, default 3600 s),
 #      VM_SCRATCH_SIZE (sparse scratch disk, default 32G), VM_MEM, VM_CPUS, VM_VERBOSE=1,
 #      VM_KEEP=1 and the other guest-run.sh knobs (see tests/vm/README.md).
 # In the guest the tests see IMGBASE_GUEST=1, RUST_BACKTRACE=1, IMGBASE_SCRATCH_DISK=/dev/vda
@@ -86,7 +86,7 @@ TAIL
 
 # One fresh sparse scratch disk per run (/dev/vda), deleted with $W.
 rc=0
-"$VM_DIR/guest-run.sh" -t "${VM_TIMEOUT:-1800}" -d "$W/scratch.img:${VM_SCRATCH_SIZE:-32G}" \
+"$VM_DIR/guest-run.sh" -t "${VM_TIMEOUT:-3600}" -d "$W/scratch.img:${VM_SCRATCH_SIZE:-32G}" \
   -o "$CRATE" -o "$TARGET_DIR" "$W/guest-tests.sh" || rc=$?
 [ $rc = 0 ] || echo "guest tier: FAILED (exit $rc)" >&2
 exit $rc

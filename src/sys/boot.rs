@@ -1,0 +1,144 @@
+//! What the boot steps need from the system: a layer's tree to read its
+//! kernels from (a read-only mount), and systemd-boot's one-shot EFI
+//! variable (through `bootctl`). The files under /boot are plain file
+//! operations in [`crate::boot`].
+
+use std::path::Path;
+
+use crate::boot::BootError;
+use crate::boot::cmdline::Cmdline;
+use crate::boot::kernels;
+use crate::boot::loader::{Boot, Loader};
+use crate::sys::cmd::{Cmd, Runner};
+use crate::sys::fs::{DevNum, mount_point_of};
+use crate::sys::lvm::Lvm;
+use crate::sys::mount::Mounted;
+
+pub trait LayerTrees {
+    /// Run `f` on the tree of `vg/lv`, mounted read-only (or where it is
+    /// mounted already, e.g. the running root).
+    fn with_tree(
+        &self,
+        vg: &str,
+        lv: &str,
+        f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
+    ) -> Result<(), BootError>;
+    /// Set (or clear) systemd-boot's one-shot entry.
+    fn set_oneshot(&self, boot_dir: &Path, id: Option<&str>) -> Result<(), BootError>;
+}
+
+/// Trees of real LVs, mounted with `mount -o ro`.
+pub struct RealTrees<'a> {
+    pub runner: &'a dyn Runner,
+    pub lvm: &'a dyn Lvm,
+}
+
+fn tool(e: impl std::fmt::Display) -> BootError {
+    BootError::Tool(e.to_string())
+}
+
+impl LayerTrees for RealTrees<'_> {
+    fn with_tree(
+        &self,
+        vg: &str,
+        lv: &str,
+        f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
+    ) -> Result<(), BootError> {
+        let dev = format!("/dev/{vg}/{lv}");
+        if !Path::new(&dev).exists() {
+            self.lvm.set_active(vg, lv, true).map_err(tool)?;
+        }
+        if let Some(dir) = DevNum::of_node(Path::new(&dev))
+            .map_err(tool)?
+            .and_then(mount_point_of)
+        {
+            return f(&dir);
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("imgbase-layer-")
+            .tempdir()
+            .map_err(|source| BootError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let m = Mounted::new(self.runner, &dev, dir.path(), "ro").map_err(tool)?;
+        let result = f(m.path());
+        m.unmount().map_err(tool)?;
+        result
+    }
+
+    fn set_oneshot(&self, boot_dir: &Path, id: Option<&str>) -> Result<(), BootError> {
+        let id = id.map(|i| format!("{i}.conf")).unwrap_or_default();
+        self.runner
+            .run(
+                &Cmd::new("bootctl")
+                    .arg(format!("--boot-path={}", boot_dir.display()))
+                    .args(["set-oneshot", &id]),
+            )
+            .map(|_| ())
+            .map_err(tool)
+    }
+}
+
+/// Everything the executor needs for boot steps.
+pub struct BootExec<'a> {
+    pub boot: Boot,
+    pub trees: &'a dyn LayerTrees,
+    /// The running system's kernel arguments, when it was booted from
+    /// this VG: the last source of a new layer's node arguments.
+    pub running: Option<Cmdline>,
+}
+
+impl BootExec<'_> {
+    /// Copy the kernels of `layer` into the store with its arguments:
+    /// the layer's own /etc/kernel/cmdline, else `args_from`'s, else the
+    /// running system's.
+    pub fn install(&self, vg: &str, layer: &str, args_from: Option<&str>) -> Result<(), BootError> {
+        let store = self.boot.store();
+        let inherited = match args_from {
+            Some(l) => store.installed(l)?.map(|i| i.options),
+            None => None,
+        };
+        self.trees.with_tree(vg, layer, &mut |root| {
+            let (found, skipped) = kernels::find(root).map_err(|source| BootError::Io {
+                path: root.to_path_buf(),
+                source,
+            })?;
+            if found.is_empty() {
+                return Err(BootError::NoKernel {
+                    layer: layer.into(),
+                    skipped: skipped.clone(),
+                });
+            }
+            let own = std::fs::read_to_string(root.join("etc/kernel/cmdline"))
+                .ok()
+                .map(|s| Cmdline::parse(s.trim()));
+            let node = own
+                .or_else(|| inherited.clone())
+                .or_else(|| self.running.clone())
+                .unwrap_or_default();
+            store.install(layer, &found, &Cmdline::for_layer(&node, vg, layer))
+        })
+    }
+
+    pub fn set_next(&self, id: Option<&str>) -> Result<(), BootError> {
+        match self.boot.loader {
+            Loader::SystemdBoot => self.trees.set_oneshot(&self.boot.dir, id),
+            _ => self.boot.set_next(id),
+        }
+    }
+}
+
+/// The running kernel's arguments if they boot from `vg` (they name it in
+/// `root=`, `rd.lvm.lv=` or carry `imgbase.layer=`).
+pub fn running_cmdline(vg: &str) -> Option<Cmdline> {
+    let c = Cmdline::parse(std::fs::read_to_string("/proc/cmdline").ok()?.trim());
+    let ours = c.has("imgbase.layer")
+        || c.get("root").is_some_and(|r| {
+            r.starts_with(&format!("/dev/{vg}/")) || r.starts_with(&format!("/dev/mapper/{vg}-"))
+        })
+        || c.get_all("rd.lvm.lv")
+            .iter()
+            .any(|v| v.starts_with(&format!("{vg}/")));
+    ours.then_some(c)
+}

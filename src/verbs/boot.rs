@@ -1,0 +1,288 @@
+//! `imgbase boot` and the boot steps of the other verbs: each layer's
+//! kernels under /boot/imgbase/<layer>/, its entry, the default and the
+//! one-shot layer; and `imgbase check`, which compares them with the LVs.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::boot::loader::{Boot, Listed, Loader};
+use crate::error::{Error, Result};
+use crate::model::layout::Layout;
+use crate::model::names::LayerName;
+use crate::plan::{Plan, Step};
+
+/// What the verbs know of /boot when they plan: read once, like the layout.
+#[derive(Debug, Clone)]
+pub struct BootView {
+    pub boot: Boot,
+    /// Layers with a kernel directory (so with entries), sorted by name.
+    pub installed: Vec<String>,
+    /// The layers the default and the one-shot entry name.
+    pub default: Option<String>,
+    pub next: Option<String>,
+}
+
+impl BootView {
+    /// Read the store and the loader's default; a corrupt grubenv is an
+    /// error here, before anything changes.
+    pub fn read(boot: Boot) -> Result<BootView> {
+        let store = boot.store();
+        let names = store.layers()?;
+        let mut installed = Vec::new();
+        for n in &names {
+            if let Some(i) = store.installed(n)? {
+                installed.push(i);
+            }
+        }
+        let (default, next) = boot.default_and_next()?;
+        let layer_of = |id: Option<String>| {
+            id.and_then(|id| boot.layer_of_id(&id, &installed).map(|l| l.layer.clone()))
+        };
+        let (default, next) = (layer_of(default), layer_of(next));
+        Ok(BootView {
+            installed: names,
+            default,
+            next,
+            boot,
+        })
+    }
+
+    fn has(&self, layer: &str) -> bool {
+        self.installed.iter().any(|l| l == layer)
+    }
+}
+
+/// Layer names in boot-menu order: oldest first by NVR and index.
+fn sorted(mut layers: Vec<String>) -> Vec<String> {
+    layers.sort_by(
+        |a, b| match (a.parse::<LayerName>(), b.parse::<LayerName>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => a.cmp(b),
+        },
+    );
+    layers.dedup();
+    layers
+}
+
+/// Steps that give a new (or existing) layer its kernels and entry. Its
+/// kernel arguments come from the layer's /etc/kernel/cmdline, else from
+/// `args_from`'s entry, else from the running system's.
+pub fn add_entry(plan: &mut Plan, view: &BootView, layer: &str, args_from: Option<&str>) {
+    plan.push(Step::InstallKernels {
+        layer: layer.into(),
+        args_from: args_from.filter(|l| view.has(l)).map(String::from),
+    });
+    let mut after = view.installed.clone();
+    after.push(layer.into());
+    plan.push(Step::WriteEntries {
+        layers: sorted(after),
+        before: view.installed.clone(),
+    });
+}
+
+/// Steps before LVs are removed: no default, one-shot or entry may name
+/// them once they are gone. The default moves to the newest layer left.
+pub fn before_removing(plan: &mut Plan, view: &BootView, layers: &[String]) {
+    let gone = |l: &String| layers.contains(l);
+    let left: Vec<String> = sorted(
+        view.installed
+            .iter()
+            .filter(|l| !gone(l))
+            .cloned()
+            .collect(),
+    );
+    if view.next.as_ref().is_some_and(gone) {
+        plan.push(Step::SetNext {
+            layer: None,
+            previous: view.next.clone(),
+        });
+    }
+    if view.default.as_ref().is_some_and(gone) {
+        plan.push(Step::SetDefault {
+            layer: left.last().cloned(),
+            previous: view.default.clone(),
+        });
+    }
+    if view.installed.iter().any(gone) {
+        plan.push(Step::WriteEntries {
+            layers: left,
+            before: view.installed.clone(),
+        });
+    }
+}
+
+/// Steps after LVs are removed: their kernel files go (files other
+/// layers share stay, by their links).
+pub fn after_removing(plan: &mut Plan, view: &BootView, layers: &[String]) {
+    for l in layers.iter().filter(|l| view.has(l)) {
+        plan.push(Step::RemoveKernels { layer: l.clone() });
+    }
+}
+
+fn entry_of<'v>(layout: &Layout, view: &'v BootView, layer: &str) -> Result<&'v str> {
+    super::layer::find(layout, layer)?;
+    view.installed
+        .iter()
+        .find(|l| *l == layer)
+        .map(String::as_str)
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "layer {layer} has no boot entry; write it with `imgbase boot --setup {layer}`"
+            ))
+        })
+}
+
+/// `boot --set-default LAYER`.
+pub fn plan_set_default(layout: &Layout, view: &BootView, layer: &str) -> Result<Plan> {
+    let layer = entry_of(layout, view, layer)?;
+    let mut plan = Plan::new(&layout.vg, format!("boot {layer} by default"));
+    if view.default.as_deref() != Some(layer) {
+        plan.push(Step::SetDefault {
+            layer: Some(layer.into()),
+            previous: view.default.clone(),
+        });
+    }
+    Ok(plan)
+}
+
+/// `boot --next LAYER`: one boot only, then the default again.
+pub fn plan_next(layout: &Layout, view: &BootView, layer: &str) -> Result<Plan> {
+    let layer = entry_of(layout, view, layer)?;
+    let mut plan = Plan::new(&layout.vg, format!("boot {layer} once, at the next boot"));
+    plan.push(Step::SetNext {
+        layer: Some(layer.into()),
+        previous: view.next.clone(),
+    });
+    Ok(plan)
+}
+
+/// `boot --setup [LAYER]`: (re)write the kernels and entries of one layer
+/// or of all, drop kernel directories of layers that no longer exist, and
+/// for grub install the /etc/grub.d script.
+pub fn plan_setup(
+    layout: &Layout,
+    view: &BootView,
+    layer: Option<&str>,
+    root: PathBuf,
+) -> Result<Plan> {
+    let targets: Vec<String> = match layer {
+        Some(l) => {
+            super::layer::find(layout, l)?;
+            vec![l.to_string()]
+        }
+        None => layout.layers().map(|l| l.volume.lv.clone()).collect(),
+    };
+    let what = layer.map_or("every layer".to_string(), |l| format!("layer {l}"));
+    let mut plan = Plan::new(
+        &layout.vg,
+        format!(
+            "write the boot entries of {what} ({} loader)",
+            view.boot.loader
+        ),
+    );
+    if view.boot.loader == Loader::Grub {
+        plan.push(Step::InstallGrubScript { root });
+    }
+    let orphans: Vec<String> = view
+        .installed
+        .iter()
+        .filter(|l| layout.layer(l).is_none())
+        .cloned()
+        .collect();
+    for l in &targets {
+        plan.push(Step::InstallKernels {
+            layer: l.clone(),
+            args_from: view.has(l).then(|| l.clone()),
+        });
+    }
+    let mut after: Vec<String> = view
+        .installed
+        .iter()
+        .filter(|l| !orphans.contains(l))
+        .cloned()
+        .collect();
+    after.extend(targets);
+    plan.push(Step::WriteEntries {
+        layers: sorted(after),
+        before: view.installed.clone(),
+    });
+    for l in orphans {
+        plan.push(Step::RemoveKernels { layer: l });
+    }
+    Ok(plan)
+}
+
+/// `boot --list`.
+pub fn list(view: &BootView) -> Result<Vec<Listed>> {
+    let store = view.boot.store();
+    let mut installed = Vec::new();
+    for l in sorted(view.installed.clone()) {
+        if let Some(i) = store.installed(&l)? {
+            installed.push(i);
+        }
+    }
+    Ok(view.boot.list(&installed)?)
+}
+
+/// What `imgbase check` finds wrong between LVs, entries and files.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub loader: Option<String>,
+    pub entries_without_lv: Vec<String>,
+    pub layers_without_entry: Vec<String>,
+    pub orphan_files: Vec<PathBuf>,
+    pub default_missing: Option<String>,
+    pub incomplete_lvs: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn problems(&self) -> usize {
+        self.entries_without_lv.len()
+            + self.layers_without_entry.len()
+            + self.orphan_files.len()
+            + usize::from(self.default_missing.is_some())
+            + self.incomplete_lvs.len()
+    }
+}
+
+pub fn check(layout: &Layout, view: Option<&BootView>) -> Result<CheckReport> {
+    let mut r = CheckReport {
+        incomplete_lvs: layout.incomplete.clone(),
+        ..Default::default()
+    };
+    let Some(view) = view else {
+        return Ok(r);
+    };
+    r.loader = Some(view.boot.loader.to_string());
+    let written = view.boot.written_layers()?;
+    let layers: Vec<String> = layout.layers().map(|l| l.volume.lv.clone()).collect();
+    r.entries_without_lv = written
+        .iter()
+        .filter(|l| !layers.contains(l))
+        .cloned()
+        .collect();
+    r.layers_without_entry = layers
+        .iter()
+        .filter(|l| !written.contains(l))
+        .cloned()
+        .collect();
+    let store = view.boot.store();
+    r.orphan_files = view
+        .installed
+        .iter()
+        .filter(|l| !layers.contains(l))
+        .map(|l| store.layer_dir(l))
+        .chain(store.strays()?)
+        .collect();
+    let (default, _) = view.boot.default_and_next()?;
+    if let Some(id) = default
+        && view.default.is_none()
+        && (id.starts_with(crate::boot::bls::FILE_PREFIX)
+            || layout.layer(&id).is_some()
+            || id.contains('+'))
+    {
+        r.default_missing = Some(id);
+    }
+    Ok(r)
+}
