@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::boot::loader::Loader;
 use crate::error::{Error, Result};
 use crate::image::detect::Format;
 use crate::model::size::human;
@@ -465,7 +466,14 @@ impl Executor<'_> {
                 for l in layers {
                     installed.extend(store.installed(l)?);
                 }
-                b.write_entries(&installed)?
+                b.write_entries(&installed)?;
+                if b.loader == Loader::Grub && !b.grub_reads_menu() {
+                    tracing::warn!(
+                        "grub.cfg does not read imgbase's entries ({}): run `imgbase boot --setup`, \
+                         then `update-grub`, once",
+                        b.menu_path().display()
+                    );
+                }
             }
             SetDefault { layer, .. } => {
                 let b = &self.boot()?.boot;
@@ -476,12 +484,7 @@ impl Executor<'_> {
                 self.boot()?.set_next(id.as_deref())?
             }
             InstallGrubScript { root } => {
-                if !self.boot()?.boot.install_grub_script(root)? {
-                    tracing::warn!(
-                        "grub.cfg does not read imgbase's entries yet: run `update-grub` \
-                         (or `grub-mkconfig -o /boot/grub/grub.cfg`) once"
-                    );
-                }
+                self.boot()?.boot.install_grub_script(root)?;
             }
         }
         Ok(())

@@ -31,7 +31,8 @@ impl FakeNode {
         let mut c = Command::cargo_bin("imgbase").unwrap();
         c.env("IMGBASE_LVM", self.dir.path().join("lvm"))
             .env("IMGBASE_LOCK_FILE", self.lock())
-            .env("IMGBASE_LOCK_WAIT", "1");
+            .env("IMGBASE_LOCK_WAIT", "1")
+            .env("IMGBASE_LOADER", "none");
         c
     }
 
@@ -284,4 +285,83 @@ fn docs_generate_a_man_page_and_completions() {
     assert!(man.contains("imgbase"));
     assert!(dir.path().join("imgbase.bash").exists());
     assert!(dir.path().join("_imgbase").exists());
+}
+
+/// A /boot with grub and the kernels of Node-2-0+1 already in the store.
+fn boot_dir() -> tempfile::TempDir {
+    let b = tempfile::tempdir().unwrap();
+    let l = b.path().join("imgbase/Node-2-0+1");
+    std::fs::create_dir_all(&l).unwrap();
+    std::fs::create_dir_all(b.path().join("grub")).unwrap();
+    std::fs::write(l.join("vmlinuz-6.1"), "k").unwrap();
+    std::fs::write(l.join("initrd.img-6.1"), "i").unwrap();
+    std::fs::write(l.join("cmdline"), "root=/dev/HostVG/Node-2-0+1 quiet\n").unwrap();
+    b
+}
+
+#[test]
+fn boot_verbs_use_the_boot_dir() {
+    let node = FakeNode::new();
+    let b = boot_dir();
+    let boot = |args: &[&str]| {
+        let mut c = node.cmd();
+        c.args(["--loader", "auto", "--boot-dir", b.path().to_str().unwrap()])
+            .args(args);
+        c
+    };
+    boot(&["boot", "--list"]).assert().success().stdout(
+        predicate::str::is_match(r"^  Node-2-0\+1 +Node 2-0 \(layer 1\)  \[6.1\]\n$").unwrap(),
+    );
+    boot(&["boot", "--set-default", "Node-2-0+1"])
+        .assert()
+        .success();
+    let env = std::fs::read_to_string(b.path().join("grub/grubenv")).unwrap();
+    assert_eq!(env.len(), 1024);
+    assert!(env.contains("saved_entry=Node-2-0+1\n"), "{env}");
+    boot(&["boot", "--get-default"])
+        .assert()
+        .success()
+        .stdout("Node-2-0+1\n");
+    for (args, want) in [
+        (
+            ["boot", "--set-default", "Node-1.0-0+1"],
+            "has no boot entry",
+        ),
+        (
+            ["boot", "--next", "Nope-1-0+1"],
+            "no layer named Nope-1-0+1",
+        ),
+    ] {
+        boot(&args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(want));
+    }
+    node.cmd()
+        .args(["boot", "--list"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no boot loader found"));
+
+    // A new layer's plan copies its kernels and rewrites the entries last.
+    let plan = boot(&["--dry-run", "layer", "--add", "Node-2-0"])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    let copy = plan.find("copy the kernels of Node-2-0+2").expect(&plan);
+    let rename = plan.find("rename imgbase-tmp-Node-2-0+2").expect(&plan);
+    assert!(rename < copy, "{plan}");
+    assert!(
+        plan.contains("write the boot entries of Node-2-0+1, Node-2-0+2"),
+        "{plan}"
+    );
+
+    // check: the menu was never written, and two layers have no entry.
+    let out = boot(&["check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("layer without a boot entry: Node-1.0-0+1"),
+        "{report}"
+    );
 }

@@ -407,8 +407,14 @@ impl Boot {
         write_atomic(&path, grubmenu::grub_d_script(&menu_on_boot).as_bytes())
             .map_err(io(&path))?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(io(&path))?;
+        Ok(self.grub_reads_menu())
+    }
+
+    /// Whether grub.cfg reads imgbase's menu file (grub only): if not,
+    /// the entries are written but grub does not show them.
+    pub fn grub_reads_menu(&self) -> bool {
         let cfg = self.grub_dir().join("grub.cfg");
-        Ok(fs::read_to_string(cfg).is_ok_and(|s| s.contains("imgbase.cfg")))
+        fs::read_to_string(cfg).is_ok_and(|s| s.contains("imgbase.cfg"))
     }
 
     /// Every entry of the installed layers as `boot --list` shows it.

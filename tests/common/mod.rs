@@ -132,6 +132,8 @@ impl TestVg {
             .args(args)
             .env("IMGBASE_LOCK_FILE", &self.lock)
             .env("IMGBASE_LOCK_WAIT", "1")
+            // No boot entries unless a test asks (--loader): the guest's /boot is the host's.
+            .env("IMGBASE_LOADER", "none")
             .output()
             .unwrap()
     }
