@@ -247,6 +247,12 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
+            GrowFs { lv, fs } if fs == crate::sys::images::PROBE_FS => {
+                write!(
+                    f,
+                    "grow the filesystem on {lv} to fill it, if the disk is one"
+                )
+            }
             GrowFs { lv, fs } => write!(f, "grow the {fs} filesystem on {lv} to fill it"),
             InstallKernels { layer, .. } => {
                 write!(f, "copy the kernels of {layer} to /boot/imgbase/{layer}/")

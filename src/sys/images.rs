@@ -88,6 +88,10 @@ pub trait Images {
     fn grow(&self, device: &str, fs: &str) -> Result<(), ImagesError>;
 }
 
+/// The filesystem name [`Images::grow`] takes for "probe the device first"
+/// (a disk image whose whole disk may be a filesystem).
+pub const PROBE_FS: &str = "auto";
+
 /// Where imgbased-built images record their NVR.
 pub const NVR_FILE: &str = "usr/share/imgbase/build/meta/nvr";
 
@@ -534,6 +538,21 @@ impl Images for RealImages<'_> {
     }
 
     fn grow(&self, device: &str, fs: &str) -> Result<(), ImagesError> {
+        if fs == PROBE_FS {
+            // -p: probe the device itself, not the blkid cache.
+            let out = self
+                .runner
+                .output(&Cmd::new("blkid").args(["-p", "-o", "value", "-s", "TYPE", device]))?;
+            let found = out.stdout.trim();
+            if found.is_empty() || found == PROBE_FS {
+                tracing::info!(
+                    device,
+                    "no filesystem on the whole disk (partitioned?); not grown"
+                );
+                return Ok(());
+            }
+            return self.grow(device, found);
+        }
         match fs {
             "ext2" | "ext3" | "ext4" => {
                 // resize2fs insists on a freshly checked filesystem.

@@ -218,10 +218,18 @@ pub fn plan_add_image(layout: &Layout, req: &FromImage) -> Result<Plan> {
         size,
         fill,
     });
-    if let (Some(fs), false) = (&info.fs_type, matches!(info.format, Format::Tar { .. })) {
+    // A disk image's filesystem is known only once written (unless it
+    // was converted to read its NVR): "auto" probes it then.
+    let grow = match (&info.format, &info.fs_type) {
+        (Format::Tar { .. }, _) => None,
+        (_, Some(fs)) => Some(fs.clone()),
+        (Format::Disk { .. }, None) => Some(crate::sys::images::PROBE_FS.to_string()),
+        _ => None,
+    };
+    if let Some(fs) = grow {
         plan.push(Step::GrowFs {
             lv: temp.clone(),
-            fs: fs.clone(),
+            fs,
         });
     }
     protect(&mut plan, &temp);
