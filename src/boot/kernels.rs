@@ -157,7 +157,7 @@ impl Store {
         fs::create_dir_all(&self.dir).map_err(Self::io(&self.dir))?;
         let tmp = self.dir.join(format!("{TMP_PREFIX}{layer}"));
         remove_dir_if_present(&tmp).map_err(Self::io(&tmp))?;
-        let result = self.fill(&tmp, layer, kernels, options);
+        let result = self.fill(&tmp, kernels, options);
         if result.is_err() {
             let _ = fs::remove_dir_all(&tmp);
             return result;
@@ -178,13 +178,7 @@ impl Store {
         Ok(())
     }
 
-    fn fill(
-        &self,
-        tmp: &Path,
-        layer: &str,
-        kernels: &[Found],
-        options: &Cmdline,
-    ) -> Result<(), BootError> {
+    fn fill(&self, tmp: &Path, kernels: &[Found], options: &Cmdline) -> Result<(), BootError> {
         fs::create_dir(tmp).map_err(Self::io(tmp))?;
         for k in kernels {
             for (src, name) in [
@@ -192,7 +186,7 @@ impl Store {
                 (&k.initrd, initrd_name(&k.kver)),
             ] {
                 let dest = tmp.join(&name);
-                match self.shared_copy(layer, &name, src)? {
+                match self.shared_copy(&name, src)? {
                     Some(same) => fs::hard_link(&same, &dest).map_err(Self::io(&dest))?,
                     None => copy_synced(src, &dest).map_err(Self::io(&dest))?,
                 }
@@ -206,19 +200,12 @@ impl Store {
         sync_dir(tmp).map_err(Self::io(tmp))
     }
 
-    /// Another layer's file with this name and these exact bytes, to link.
-    fn shared_copy(
-        &self,
-        layer: &str,
-        name: &str,
-        src: &Path,
-    ) -> Result<Option<PathBuf>, BootError> {
+    /// A stored file with this name and these exact bytes, to link: another
+    /// layer's, or this layer's own when its directory is rewritten.
+    fn shared_copy(&self, name: &str, src: &Path) -> Result<Option<PathBuf>, BootError> {
         let len = fs::metadata(src).map_err(Self::io(src))?.len();
         let mut digest = None;
         for other in self.layers()? {
-            if other == layer {
-                continue;
-            }
             let candidate = self.layer_dir(&other).join(name);
             match fs::metadata(&candidate) {
                 Ok(m) if m.len() == len => {}
