@@ -268,6 +268,23 @@ impl Store {
         }))
     }
 
+    /// Bytes of the files in a layer's directory (0 if it has none).
+    pub fn bytes(&self, layer: &str) -> u64 {
+        read_dir_names(&self.layer_dir(layer))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(_, p)| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Free bytes on the filesystem holding /boot.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let parent = self.dir.parent()?;
+        let st = rustix::fs::statvfs(parent).ok()?;
+        Some(st.f_bavail * st.f_frsize)
+    }
+
     /// Remove a layer's directory (its files stay where another layer
     /// links them). A missing directory is fine.
     pub fn remove(&self, layer: &str) -> Result<(), BootError> {

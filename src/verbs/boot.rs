@@ -10,6 +10,7 @@ use crate::boot::loader::{Boot, Listed, Loader};
 use crate::error::{Error, Result};
 use crate::model::layout::Layout;
 use crate::model::names::LayerName;
+use crate::model::size::human;
 use crate::plan::{Plan, Step};
 
 /// What the verbs know of /boot when they plan: read once, like the layout.
@@ -21,6 +22,9 @@ pub struct BootView {
     /// The layers the default and the one-shot entry name.
     pub default: Option<String>,
     pub next: Option<String>,
+    /// Free space on /boot, and what each layer's kernels take there.
+    pub free: Option<u64>,
+    pub bytes: Vec<(String, u64)>,
 }
 
 impl BootView {
@@ -41,6 +45,8 @@ impl BootView {
         };
         let (default, next) = (layer_of(default), layer_of(next));
         Ok(BootView {
+            free: store.free_bytes(),
+            bytes: names.iter().map(|n| (n.clone(), store.bytes(n))).collect(),
             installed: names,
             default,
             next,
@@ -63,6 +69,34 @@ fn sorted(mut layers: Vec<String>) -> Vec<String> {
     );
     layers.dedup();
     layers
+}
+
+/// Room below which /boot is not filled: grubenv and loader files must
+/// still be writable afterwards.
+pub const BOOT_RESERVE: u64 = 1 << 20;
+
+/// Admission for a new layer's kernels, before any change. What they will
+/// take is not known until the layer exists, so it is estimated: nothing
+/// when a layer of the same base already has kernels (identical files are
+/// linked), else as much as the largest layer's kernels take now.
+pub fn check_boot_room(view: &BootView, layer: &str) -> Result<()> {
+    let base = |l: &str| l.rsplit_once('+').map(|(b, _)| b.to_string());
+    let shared = view.installed.iter().any(|l| base(l) == base(layer));
+    let need = if shared {
+        0
+    } else {
+        view.bytes.iter().map(|(_, b)| *b).max().unwrap_or(0)
+    };
+    match view.free {
+        Some(free) if need > 0 && free < need + BOOT_RESERVE => Err(Error::Admission(format!(
+            "{} has {} free, and the kernels of layer {layer} need about {}: remove old \
+             layers (`imgbase layer --remove`) or make room in /boot",
+            view.boot.dir.display(),
+            human(free),
+            human(need + BOOT_RESERVE)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Steps that give a new (or existing) layer its kernels and entry. Its
@@ -285,4 +319,36 @@ pub fn check(layout: &Layout, view: Option<&BootView>) -> Result<CheckReport> {
         r.default_missing = Some(id);
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(installed: &[(&str, u64)], free: u64) -> BootView {
+        BootView {
+            boot: Boot::new(std::path::Path::new("/nonexistent"), Loader::Grub),
+            installed: installed.iter().map(|(l, _)| l.to_string()).collect(),
+            default: None,
+            next: None,
+            free: Some(free),
+            bytes: installed.iter().map(|(l, b)| (l.to_string(), *b)).collect(),
+        }
+    }
+
+    #[test]
+    fn boot_room_is_estimated_from_the_largest_layer() {
+        let mib = 1 << 20;
+        let v = view(&[("N-1-0+1", 60 * mib)], 40 * mib);
+        let err = check_boot_room(&v, "N-2-0+1").unwrap_err().to_string();
+        assert!(
+            err.contains("40.00 MiB free") && err.contains("layer N-2-0+1"),
+            "{err}"
+        );
+        // A layer of a base that already has kernels links them.
+        check_boot_room(&v, "N-1-0+2").unwrap();
+        check_boot_room(&view(&[("N-1-0+1", 60 * mib)], 100 * mib), "N-2-0+1").unwrap();
+        // Nothing installed yet: nothing to estimate from.
+        check_boot_room(&view(&[], 0), "N-2-0+1").unwrap();
+    }
 }

@@ -49,6 +49,9 @@ pub fn plan_add(layout: &Layout, boot: Option<&BootView>, target: Option<&str>) 
     .to_string();
     check_name_free(&layout.all_names, &layout.vg, &name)?;
     check_pool_room(layout)?;
+    if let Some(view) = boot {
+        super::boot::check_boot_room(view, &name)?;
+    }
 
     let temp = tags::temp_name(&name);
     let mut plan = Plan::new(&layout.vg, format!("add layer {name} on {origin}"));
