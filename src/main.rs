@@ -200,7 +200,7 @@ impl App<'_> {
         let boot_exec = ctx.boot.as_ref().map(|v| BootExec {
             boot: v.boot.clone(),
             trees: &trees,
-            running: running_cmdline(&plan.vg),
+            running: running_cmdline(&plan.vg, &self.cli.root),
         });
         Executor {
             lvm: &self.lvm,

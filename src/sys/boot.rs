@@ -129,16 +129,71 @@ impl BootExec<'_> {
     }
 }
 
-/// The running kernel's arguments if they boot from `vg` (they name it in
-/// `root=`, `rd.lvm.lv=` or carry `imgbase.layer=`).
-pub fn running_cmdline(vg: &str) -> Option<Cmdline> {
+/// The running kernel's arguments if they boot from `vg`: they name it
+/// (`root=`, `rd.lvm.lv=`, `imgbase.layer=`), or the running root (`root`,
+/// e.g. `/`) is an LV of it whatever `root=` says (`UUID=…`).
+pub fn running_cmdline(vg: &str, root: &Path) -> Option<Cmdline> {
     let c = Cmdline::parse(std::fs::read_to_string("/proc/cmdline").ok()?.trim());
-    let ours = c.has("imgbase.layer")
+    let dm_name = DevNum::of_mount(root).ok().and_then(|d| {
+        std::fs::read_to_string(format!("/sys/dev/block/{}:{}/dm/name", d.major, d.minor)).ok()
+    });
+    boots_from(&c, vg, dm_name.as_deref().map(str::trim)).then_some(c)
+}
+
+/// Whether a command line (and the device-mapper name of the root) boot
+/// from `vg`.
+pub fn boots_from(c: &Cmdline, vg: &str, root_dm_name: Option<&str>) -> bool {
+    // device-mapper names double the '-' of VG and LV names.
+    let dm_prefix = format!("{}-", vg.replace('-', "--"));
+    c.has("imgbase.layer")
         || c.get("root").is_some_and(|r| {
-            r.starts_with(&format!("/dev/{vg}/")) || r.starts_with(&format!("/dev/mapper/{vg}-"))
+            r.starts_with(&format!("/dev/{vg}/"))
+                || r.starts_with(&format!("/dev/mapper/{dm_prefix}"))
         })
         || c.get_all("rd.lvm.lv")
             .iter()
-            .any(|v| v.starts_with(&format!("{vg}/")));
-    ours.then_some(c)
+            .any(|v| v.starts_with(&format!("{vg}/")))
+        || root_dm_name.is_some_and(|n| {
+            n.strip_prefix(&dm_prefix)
+                .is_some_and(|lv| !lv.starts_with('-'))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_a_command_line_that_boots_from_the_vg() {
+        let c = |s: &str| Cmdline::parse(s);
+        assert!(boots_from(&c("root=/dev/HostVG/root ro"), "HostVG", None));
+        assert!(boots_from(
+            &c("root=/dev/mapper/Host--VG-root"),
+            "Host-VG",
+            None
+        ));
+        assert!(boots_from(
+            &c("rd.lvm.lv=HostVG/N-1-0+1 quiet"),
+            "HostVG",
+            None
+        ));
+        assert!(boots_from(&c("imgbase.layer=N-1-0+1"), "HostVG", None));
+        assert!(boots_from(
+            &c("root=UUID=1234 quiet"),
+            "HostVG",
+            Some("HostVG-root")
+        ));
+        assert!(!boots_from(&c("root=UUID=1234 quiet"), "HostVG", None));
+        assert!(!boots_from(
+            &c("root=/dev/sda1"),
+            "HostVG",
+            Some("other-root")
+        ));
+        // "Host-VG-root" is VG "Host" LV "VG-root" in device-mapper's spelling.
+        assert!(!boots_from(
+            &c("root=UUID=1"),
+            "Host",
+            Some("Host--VG-root")
+        ));
+    }
 }
