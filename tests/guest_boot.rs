@@ -227,6 +227,14 @@ fn layers_get_boot_entries_that_follow_them() {
     assert!(!n.layer_dir("Gone-1-0+1").exists());
     assert!(n.menu().contains(&format!("--id '{l1}'")));
 
+    // A default naming a layer that is gone is reported too.
+    let env = n.boot.join("grub/grubenv");
+    sh("grub-editenv", &[s(&env), "set", "saved_entry=Gone-1-0+1"]);
+    let out = n.vg.imgbase(&n.args(&["check"]));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("default entry names no entry: Gone-1-0+1"), "{report}");
+    n.ok(&["boot", "--set-default", &l1]);
+
     // Removing the base removes its entries and files, and the default.
     n.ok(&["base", "--remove", BASE]);
     assert!(!n.layer_dir(&l1).exists());

@@ -309,12 +309,13 @@ pub fn check(layout: &Layout, view: Option<&BootView>) -> Result<CheckReport> {
         .map(|l| store.layer_dir(l))
         .chain(store.strays()?)
         .collect();
+    // A default that names one of imgbase's entries (a layer name, or a
+    // BLS id of ours) which no longer exists; other loaders' ids are not
+    // ours to judge.
     let (default, _) = view.boot.default_and_next()?;
     if let Some(id) = default
         && view.default.is_none()
-        && (id.starts_with(crate::boot::bls::FILE_PREFIX)
-            || layout.layer(&id).is_some()
-            || id.contains('+'))
+        && (id.parse::<LayerName>().is_ok() || id.starts_with(crate::boot::bls::FILE_PREFIX))
     {
         r.default_missing = Some(id);
     }
