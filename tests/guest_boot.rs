@@ -232,7 +232,10 @@ fn layers_get_boot_entries_that_follow_them() {
     sh("grub-editenv", &[s(&env), "set", "saved_entry=Gone-1-0+1"]);
     let out = n.vg.imgbase(&n.args(&["check"]));
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(report.contains("default entry names no entry: Gone-1-0+1"), "{report}");
+    assert!(
+        report.contains("default entry names no entry: Gone-1-0+1"),
+        "{report}"
+    );
     n.ok(&["boot", "--set-default", &l1]);
 
     // Removing the base removes its entries and files, and the default.
