@@ -74,6 +74,10 @@ fn builders_make_real_images() {
         b"imgbase test xattr"
     );
     assert!(xattrs_of(&tree.join("etc/acl-file")).contains_key("system.posix_acl_access"));
+    assert_eq!(
+        xattrs_of(&tree.join("etc/shadow"))[SELINUX],
+        b"system_u:object_r:shadow_t:s0\0"
+    );
     let md = fs::symlink_metadata(tree.join("etc/owned-by-1234")).unwrap();
     assert_eq!((md.uid(), md.gid()), (OWNED_UID, OWNED_GID));
     assert_eq!(
@@ -91,6 +95,11 @@ fn builders_make_real_images() {
     assert_same_tree(&tree, &copy);
     fs::write(copy.join("etc/hostname"), "nodf\n").unwrap();
     set_xattr(&copy.join("etc/acl-file"), "user.test", b"new");
+    set_xattr(
+        &copy.join("usr/bin"),
+        SELINUX,
+        b"system_u:object_r:etc_t:s0\0",
+    );
     sh("chmod", &["0644", s(&copy.join("etc/shadow"))]);
     sh("chown", &["-h", "1:1", s(&copy.join("etc/owned-by-1234"))]);
     fs::remove_file(copy.join("etc/mtab")).unwrap();
@@ -112,6 +121,7 @@ fn builders_make_real_images() {
     for want in [
         "~ etc/hostname  content differs from byte 3",
         "~ etc/acl-file  xattrs",
+        "~ usr/bin  xattrs",
         "~ etc/shadow  perm 0600 != 0644",
         "~ etc/owned-by-1234  uid 1234 != 1; gid 5678 != 1",
         "~ etc/mtab  target",

@@ -171,7 +171,8 @@ pub fn set_nvr(tree: &Path, nvr: &str) {
 /// OS tree has: dirs (0755, sticky 1777, 0711 empty), files 0644/0600/
 /// setuid 4755, a file owned by 1234:5678, relative and absolute symlinks
 /// (none escaping), a hardlink pair, char and block device nodes, a fifo,
-/// user.* xattrs on a file and a dir, a POSIX ACL, and the NVR file when
+/// user.* xattrs on a file and a dir, SELinux labels (`security.selinux`,
+/// stored as-is: the guest runs no SELinux policy), a POSIX ACL, and the NVR file when
 /// `nvr` is given.
 pub fn sample_tree(work: &Work, name: &str, nvr: Option<&str>) -> PathBuf {
     let t = work.trees().join(name);
@@ -258,6 +259,12 @@ pub fn sample_tree(work: &Work, name: &str, nvr: Option<&str>) -> PathBuf {
     }
     set_xattr(&t.join("etc/hostname"), "user.test", b"imgbase test xattr");
     set_xattr(&t.join("etc"), "user.dir", b"on a directory");
+    set_xattr(
+        &t.join("etc/shadow"),
+        SELINUX,
+        b"system_u:object_r:shadow_t:s0\0",
+    );
+    set_xattr(&t.join("usr/bin"), SELINUX, b"system_u:object_r:bin_t:s0\0");
     let acl = t.join("etc/acl-file");
     write_mode(&acl, b"shared with uid 1234\n", 0o640);
     set_xattr(&acl, "system.posix_acl_access", &acl_user_rw(OWNED_UID));
@@ -622,8 +629,11 @@ fn kind_of(ft: &fs::FileType) -> &'static str {
     }
 }
 
-/// The xattrs a root tree must keep: user.* and POSIX ACLs (security.*
-/// depends on the kernel, trusted.* on privilege).
+/// The SELinux label xattr: a root tree's files carry one on SELinux OSes.
+pub const SELINUX: &str = "security.selinux";
+
+/// The xattrs a root tree must keep: user.*, SELinux labels and POSIX ACLs
+/// (other security.* depend on the kernel, trusted.* on privilege).
 pub fn xattrs_of(path: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut names = vec![0u8; 65536];
     let n = match rustix::fs::llistxattr(path, &mut names[..]) {
@@ -634,7 +644,8 @@ pub fn xattrs_of(path: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for name in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
         let name = String::from_utf8_lossy(name).into_owned();
-        if !(name.starts_with("user.") || name.starts_with("system.posix_acl_")) {
+        if !(name.starts_with("user.") || name.starts_with("system.posix_acl_") || name == SELINUX)
+        {
             continue;
         }
         let mut val = vec![0u8; 65536];
