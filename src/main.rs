@@ -454,7 +454,7 @@ impl App<'_> {
             })?;
             return self.print_name("layer", layer);
         }
-        let entries = boot::list(&view)?;
+        let entries = boot::list(&view);
         if self.cli.json {
             return print_json(&entries);
         }
@@ -534,7 +534,6 @@ impl App<'_> {
     }
 }
 
-/// The NVR an imgbased-built image records inside its root.
 fn no_loader(boot_dir: &Path) -> String {
     format!(
         "no boot loader found under {}: pass --loader grub|grub-bls|systemd-boot \
@@ -543,6 +542,7 @@ fn no_loader(boot_dir: &Path) -> String {
     )
 }
 
+/// The NVR an imgbased-built image records inside its root.
 fn read_nvr(root: &imgbase::sys::lvm::LvRecord) -> imgbase::error::Result<String> {
     let refuse = |why: String| {
         imgbase::error::Error::Refused(format!(

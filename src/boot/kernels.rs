@@ -13,13 +13,12 @@
 //! place, so a crash or a full /boot leaves no half-written kernel.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use super::BootError;
 use super::cmdline::Cmdline;
+use super::{BootError, sync_dir};
+use crate::image::digest::sha256_file;
 use crate::model::names::rpmvercmp;
 
 /// The store's directory under /boot.
@@ -212,9 +211,9 @@ impl Store {
                 _ => continue,
             }
             if digest.is_none() {
-                digest = Some(sha256(src).map_err(Self::io(src))?);
+                digest = Some(sha256_file(src, &mut |_| ()).map_err(Self::io(src))?);
             }
-            if sha256(&candidate).ok() == digest {
+            if sha256_file(&candidate, &mut |_| ()).ok() == digest {
                 return Ok(Some(candidate));
             }
         }
@@ -318,38 +317,10 @@ fn remove_dir_if_present(dir: &Path) -> io::Result<()> {
     fs::remove_dir_all(dir).or_else(ignore_missing)
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    match fs::File::open(dir).and_then(|d| d.sync_all()) {
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
-            ) =>
-        {
-            Ok(())
-        }
-        other => other,
-    }
-}
-
 fn copy_synced(src: &Path, dest: &Path) -> io::Result<()> {
     let mut out = fs::File::create(dest)?;
     io::copy(&mut fs::File::open(src)?, &mut out)?;
     out.sync_all()
-}
-
-fn sha256(path: &Path) -> io::Result<Vec<u8>> {
-    let mut f = fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().to_vec())
 }
 
 #[cfg(test)]
@@ -365,6 +336,13 @@ mod tests {
             fs::write(p, content).unwrap();
         }
         t
+    }
+
+    /// Install what `find` sees in `t` as `layer`, without arguments.
+    fn install_tree(store: &Store, layer: &str, t: &tempfile::TempDir) {
+        store
+            .install(layer, &find(t.path()).unwrap().0, &Cmdline::default())
+            .unwrap();
     }
 
     #[test]
@@ -445,12 +423,8 @@ mod tests {
         let store = Store::new(boot.path());
         let t1 = tree(&[("boot/vmlinuz-1", "kernel-a"), ("boot/initrd.img-1", "i")]);
         let t2 = tree(&[("boot/vmlinuz-1", "kernel-b"), ("boot/initrd.img-1", "i")]);
-        store
-            .install("a", &find(t1.path()).unwrap().0, &Cmdline::default())
-            .unwrap();
-        store
-            .install("b", &find(t2.path()).unwrap().0, &Cmdline::default())
-            .unwrap();
+        install_tree(&store, "a", &t1);
+        install_tree(&store, "b", &t2);
         let read = |l: &str| fs::read_to_string(store.layer_dir(l).join("vmlinuz-1")).unwrap();
         assert_eq!(
             (read("a"), read("b")),
@@ -478,12 +452,8 @@ mod tests {
         let store = Store::new(boot.path());
         let t1 = tree(&[("boot/vmlinuz-1", "k1"), ("boot/initrd.img-1", "i1")]);
         let t2 = tree(&[("boot/vmlinuz-2", "k2"), ("boot/initrd.img-2", "i2")]);
-        store
-            .install("a", &find(t1.path()).unwrap().0, &Cmdline::default())
-            .unwrap();
-        store
-            .install("a", &find(t2.path()).unwrap().0, &Cmdline::default())
-            .unwrap();
+        install_tree(&store, "a", &t1);
+        install_tree(&store, "a", &t2);
         assert_eq!(store.installed("a").unwrap().unwrap().kernels, ["2"]);
         assert!(store.strays().unwrap().is_empty());
     }

@@ -417,9 +417,15 @@ impl Boot {
         fs::read_to_string(cfg).is_ok_and(|s| s.contains("imgbase.cfg"))
     }
 
-    /// Every entry of the installed layers as `boot --list` shows it.
-    pub fn list(&self, layers: &[Installed]) -> Result<Vec<Listed>, BootError> {
-        let (default, next) = self.default_and_next()?;
+    /// Every entry of the installed layers as `boot --list` shows it,
+    /// marked by the loader's default and one-shot ids
+    /// ([`Boot::default_and_next`]).
+    pub fn list(
+        &self,
+        layers: &[Installed],
+        default: Option<&str>,
+        next: Option<&str>,
+    ) -> Vec<Listed> {
         let mut out = Vec::new();
         for l in layers.iter().rev() {
             let ids: Vec<(String, &String)> = match self.loader {
@@ -437,8 +443,8 @@ impl Boot {
             };
             for (id, k) in ids {
                 out.push(Listed {
-                    default: default.as_deref() == Some(&id),
-                    next: next.as_deref() == Some(&id),
+                    default: default == Some(id.as_str()),
+                    next: next == Some(id.as_str()),
                     title: title(&l.layer),
                     layer: l.layer.clone(),
                     kernel: k.clone(),
@@ -447,7 +453,7 @@ impl Boot {
                 });
             }
         }
-        Ok(out)
+        out
     }
 }
 
@@ -598,7 +604,8 @@ mod tests {
         assert_eq!(b.id_of(&layers[0]).as_deref(), Some("imgbase-N-1-0+1-6.2"));
         assert!(b.layer_of_id("imgbase-N-1-0+1-6.1", &layers).is_some());
         assert!(b.layer_of_id("N-1-0+1", &layers).is_none());
-        let list = b.list(&layers).unwrap();
+        let (default, next) = b.default_and_next().unwrap();
+        let list = b.list(&layers, default.as_deref(), next.as_deref());
         assert_eq!(list.len(), 2);
     }
 

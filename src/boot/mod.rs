@@ -89,6 +89,11 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// fsync a directory, so renames in it are on disk.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     match std::fs::File::open(dir).and_then(|d| d.sync_all()) {
         // Some filesystems (vfat on an ESP, 9p) cannot fsync a directory;
         // the rename is then as durable as they make it.

@@ -12,7 +12,7 @@ use crate::boot::loader::{Boot, Loader};
 use crate::sys::cmd::{Cmd, Runner};
 use crate::sys::fs::{DevNum, mount_point_of};
 use crate::sys::lvm::Lvm;
-use crate::sys::mount::Mounted;
+use crate::sys::mount::{Mounted, temp_mount_point};
 
 pub trait LayerTrees {
     /// Run `f` on the tree of `vg/lv`, mounted read-only (or where it is
@@ -54,13 +54,10 @@ impl LayerTrees for RealTrees<'_> {
         {
             return f(&dir);
         }
-        let dir = tempfile::Builder::new()
-            .prefix("imgbase-layer-")
-            .tempdir()
-            .map_err(|source| BootError::Io {
-                path: std::env::temp_dir(),
-                source,
-            })?;
+        let dir = temp_mount_point("imgbase-layer-").map_err(|source| BootError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
         let m = Mounted::new(self.runner, &dev, dir.path(), "ro").map_err(tool)?;
         let result = f(m.path());
         m.unmount().map_err(tool)?;

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::cmd::{Cmd, CmdError, Runner};
-use super::mount::Mounted;
+use super::mount::{Mounted, temp_mount_point};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -57,13 +57,10 @@ impl RealFilesystems<'_> {
         // xfs_admin refuses to touch a dirty log yet exits 0, so always
         // replay it first by mounting once (nouuid: the origin, with the
         // same UUID, may be mounted right now).
-        let dir = tempfile::Builder::new()
-            .prefix("imgbase-xfs-")
-            .tempdir()
-            .map_err(|source| FsError::Io {
-                path: "temporary mount point".into(),
-                source,
-            })?;
+        let dir = temp_mount_point("imgbase-xfs-").map_err(|source| FsError::Io {
+            path: "temporary mount point".into(),
+            source,
+        })?;
         Mounted::new(self.runner, device, dir.path(), "nouuid")?.unmount()?;
         self.runner
             .run(&Cmd::new("xfs_admin").args(["-U", "generate", device]))?;

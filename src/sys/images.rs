@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::cmd::{Cmd, CmdError, Runner};
-use super::mount::Mounted;
+use super::mount::{Mounted, temp_mount_point};
 use super::progress::Progress;
 use crate::image::ImageError;
 use crate::image::bundle;
@@ -114,10 +114,7 @@ impl<'r> RealImages<'r> {
 }
 
 fn tempdir(prefix: &str) -> Result<tempfile::TempDir, ImagesError> {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .map_err(io("temporary mount point"))
+    temp_mount_point(prefix).map_err(io("temporary mount point"))
 }
 
 /// Mount options that let a possibly unclean or duplicate-UUID image be

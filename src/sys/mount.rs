@@ -5,6 +5,12 @@ use std::path::{Path, PathBuf};
 
 use super::cmd::{Cmd, CmdError, Runner};
 
+/// A fresh, empty directory to mount on, removed when dropped (after the
+/// mount on it is gone: drop the `Mounted` first).
+pub fn temp_mount_point(prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new().prefix(prefix).tempdir()
+}
+
 pub struct Mounted<'r> {
     runner: &'r dyn Runner,
     target: PathBuf,

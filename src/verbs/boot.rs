@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::boot::kernels::Installed;
 use crate::boot::loader::{Boot, Listed, Loader};
 use crate::error::{Error, Result};
 use crate::model::layout::Layout;
@@ -19,7 +20,12 @@ pub struct BootView {
     pub boot: Boot,
     /// Layers with a kernel directory (so with entries), sorted by name.
     pub installed: Vec<String>,
-    /// The layers the default and the one-shot entry name.
+    /// What those directories hold, in boot-menu order.
+    pub entries: Vec<Installed>,
+    /// The loader's default and one-shot ids, as it records them.
+    pub default_id: Option<String>,
+    pub next_id: Option<String>,
+    /// The layers those ids name, if they name one of `entries`.
     pub default: Option<String>,
     pub next: Option<String>,
     /// Free space on /boot, and what each layer's kernels take there.
@@ -33,23 +39,24 @@ impl BootView {
     pub fn read(boot: Boot) -> Result<BootView> {
         let store = boot.store();
         let names = store.layers()?;
-        let mut installed = Vec::new();
-        for n in &names {
-            if let Some(i) = store.installed(n)? {
-                installed.push(i);
-            }
+        let mut entries = Vec::new();
+        for n in sorted(names.clone()) {
+            entries.extend(store.installed(&n)?);
         }
-        let (default, next) = boot.default_and_next()?;
-        let layer_of = |id: Option<String>| {
-            id.and_then(|id| boot.layer_of_id(&id, &installed).map(|l| l.layer.clone()))
+        let (default_id, next_id) = boot.default_and_next()?;
+        let layer_of = |id: &Option<String>| {
+            id.as_ref()
+                .and_then(|id| boot.layer_of_id(id, &entries).map(|l| l.layer.clone()))
         };
-        let (default, next) = (layer_of(default), layer_of(next));
         Ok(BootView {
             free: store.free_bytes(),
             bytes: names.iter().map(|n| (n.clone(), store.bytes(n))).collect(),
             installed: names,
-            default,
-            next,
+            default: layer_of(&default_id),
+            next: layer_of(&next_id),
+            default_id,
+            next_id,
+            entries,
             boot,
         })
     }
@@ -248,15 +255,12 @@ pub fn plan_setup(
 }
 
 /// `boot --list`.
-pub fn list(view: &BootView) -> Result<Vec<Listed>> {
-    let store = view.boot.store();
-    let mut installed = Vec::new();
-    for l in sorted(view.installed.clone()) {
-        if let Some(i) = store.installed(&l)? {
-            installed.push(i);
-        }
-    }
-    Ok(view.boot.list(&installed)?)
+pub fn list(view: &BootView) -> Vec<Listed> {
+    view.boot.list(
+        &view.entries,
+        view.default_id.as_deref(),
+        view.next_id.as_deref(),
+    )
 }
 
 /// What `imgbase check` finds wrong between LVs, entries and files.
@@ -312,8 +316,7 @@ pub fn check(layout: &Layout, view: Option<&BootView>) -> Result<CheckReport> {
     // A default that names one of imgbase's entries (a layer name, or a
     // BLS id of ours) which no longer exists; other loaders' ids are not
     // ours to judge.
-    let (default, _) = view.boot.default_and_next()?;
-    if let Some(id) = default
+    if let Some(id) = view.default_id.clone()
         && view.default.is_none()
         && (id.parse::<LayerName>().is_ok() || id.starts_with(crate::boot::bls::FILE_PREFIX))
     {
@@ -330,6 +333,9 @@ mod tests {
         BootView {
             boot: Boot::new(std::path::Path::new("/nonexistent"), Loader::Grub),
             installed: installed.iter().map(|(l, _)| l.to_string()).collect(),
+            entries: vec![],
+            default_id: None,
+            next_id: None,
             default: None,
             next: None,
             free: Some(free),
