@@ -133,6 +133,13 @@ impl Step {
             },
             ChangeVgTags { add, del } => ChangeVgTags { add: del, del: add },
             Rename { from, to } => Rename { from: to, to: from },
+            // A layer installed anew goes again; one whose directory was
+            // rewritten (its arguments taken from itself, see
+            // `verbs::boot::plan_setup`) keeps the new copy: it holds the
+            // same LV's kernels, and the entries put back use it.
+            InstallKernels { layer, args_from } if args_from.as_deref() == Some(&layer) => {
+                return None;
+            }
             InstallKernels { layer, .. } => RemoveKernels { layer },
             WriteEntries { layers, before } => WriteEntries {
                 layers: before,

@@ -1,14 +1,21 @@
 //! Tier 1: every verb's plan, built from a layout and run against the
 //! in-memory LVM, including refusals and the undo of a failed step.
 
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use imgbase::boot::BootError;
+use imgbase::boot::loader::{Boot, Loader};
 use imgbase::error::Error;
 use imgbase::model::layout::Layout;
 use imgbase::plan::{Executor, Plan, Step};
+use imgbase::sys::boot::{BootExec, LayerTrees};
 use imgbase::sys::fs::{DevNum, FakeFilesystems};
 use imgbase::sys::images::FakeImages;
 use imgbase::sys::lvm::{FakeLvm, LvRecord, Lvm, Scope};
 use imgbase::sys::progress::Progress;
-use imgbase::verbs::{base, layer, layout};
+use imgbase::verbs::boot::BootView;
+use imgbase::verbs::{base, boot, layer, layout};
 
 const GIB: u64 = 1 << 30;
 
@@ -26,6 +33,10 @@ fn booted_on(f: &FakeLvm, lv: &str) -> Layout {
 }
 
 fn run(f: &FakeLvm, plan: &Plan) -> Result<(), Error> {
+    run_with_boot(f, plan, None)
+}
+
+fn run_with_boot(f: &FakeLvm, plan: &Plan, boot: Option<&BootExec>) -> Result<(), Error> {
     let fs = FakeFilesystems::default();
     let images = FakeImages::default();
     Executor {
@@ -33,9 +44,27 @@ fn run(f: &FakeLvm, plan: &Plan) -> Result<(), Error> {
         fs: &fs,
         images: &images,
         progress: &Progress::silent(),
-        boot: None,
+        boot,
     }
     .execute(plan)
+}
+
+/// Layer trees as plain directories, `DIR/<lv>`.
+struct DirTrees(PathBuf);
+
+impl LayerTrees for DirTrees {
+    fn with_tree(
+        &self,
+        _vg: &str,
+        lv: &str,
+        f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
+    ) -> Result<(), BootError> {
+        f(&self.0.join(lv))
+    }
+
+    fn set_oneshot(&self, _boot_dir: &Path, _id: Option<&str>) -> Result<(), BootError> {
+        Ok(())
+    }
 }
 
 fn snapshot(f: &FakeLvm) -> (Vec<LvRecord>, Vec<String>) {
@@ -344,4 +373,39 @@ fn plans_print_as_numbered_steps_and_json() {
     let json = serde_json::to_value(&plan).unwrap();
     assert_eq!(json["steps"][1]["step"], "snapshot");
     assert_eq!(json["created"][0], "Node-1.0-0+2");
+}
+
+#[test]
+fn a_failed_boot_setup_keeps_the_kernels_it_rewrote() {
+    let f = node();
+    let t = tempfile::tempdir().unwrap();
+    let layer = "Node-1.0-0+1";
+    let kernel_dir = t.path().join("trees").join(layer).join("boot");
+    fs::create_dir_all(&kernel_dir).unwrap();
+    fs::write(kernel_dir.join("vmlinuz-6.1"), "k").unwrap();
+    fs::write(kernel_dir.join("initrd.img-6.1"), "i").unwrap();
+    let boot_dir = t.path().join("boot");
+    fs::create_dir_all(boot_dir.join("grub")).unwrap();
+    let trees = DirTrees(t.path().join("trees"));
+    let exec = BootExec {
+        boot: Boot::new(&boot_dir, Loader::Grub),
+        trees: &trees,
+        running: None,
+    };
+    let setup = || {
+        let view = BootView::read(exec.boot.clone()).unwrap();
+        boot::plan_setup(&layout_of(&f), &view, Some(layer), t.path().join("root")).unwrap()
+    };
+    run_with_boot(&f, &setup(), Some(&exec)).unwrap();
+    let store = exec.boot.store();
+    let before = store.installed(layer).unwrap();
+    assert!(before.is_some());
+
+    // The menu cannot be written: the rewrite is undone, and the layer
+    // keeps kernels its entry can use.
+    let plan = setup();
+    fs::remove_dir_all(boot_dir.join("grub")).unwrap();
+    fs::write(boot_dir.join("grub"), "not a directory").unwrap();
+    run_with_boot(&f, &plan, Some(&exec)).unwrap_err();
+    assert_eq!(store.installed(layer).unwrap(), before);
 }

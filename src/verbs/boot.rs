@@ -232,6 +232,8 @@ pub fn plan_setup(
         .cloned()
         .collect();
     for l in &targets {
+        // A layer with kernels keeps its own arguments; undoing this step
+        // then keeps its (rewritten) directory too.
         plan.push(Step::InstallKernels {
             layer: l.clone(),
             args_from: view.has(l).then(|| l.clone()),
