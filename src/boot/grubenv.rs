@@ -16,7 +16,7 @@
 use std::io;
 use std::path::Path;
 
-use super::{BootError, write_atomic};
+use super::{BootError, io_at, write_atomic};
 
 /// The size of the block, fixed by GRUB.
 pub const SIZE: usize = 1024;
@@ -109,20 +109,14 @@ impl GrubEnv {
         match std::fs::read(path) {
             Ok(bytes) => Self::parse_named(&bytes, &path.display().to_string()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(GrubEnv::new()),
-            Err(source) => Err(BootError::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Err(e) => Err(io_at(path)(e)),
         }
     }
 
     /// Write the block to `path` atomically (see [`write_atomic`]).
     pub fn save(&self, path: &Path) -> Result<(), BootError> {
         let bytes = self.to_bytes()?;
-        write_atomic(path, &bytes).map_err(|source| BootError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        write_atomic(path, &bytes).map_err(io_at(path))
     }
 
     /// The value of a variable.

@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::cmdline::Cmdline;
-use super::{BootError, sync_dir};
+use super::{BootError, io_at, sync_dir};
 use crate::image::digest::sha256_file;
 use crate::model::names::rpmvercmp;
 
@@ -137,13 +137,6 @@ impl Store {
         self.dir.join(layer)
     }
 
-    fn io(path: &Path) -> impl FnOnce(io::Error) -> BootError + '_ {
-        move |source| BootError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
     /// Copy the kernels found in `root` into the layer's directory (made
     /// anew), with `options` as its kernel arguments. Nothing is left
     /// behind if it fails.
@@ -153,9 +146,9 @@ impl Store {
         kernels: &[Found],
         options: &Cmdline,
     ) -> Result<(), BootError> {
-        fs::create_dir_all(&self.dir).map_err(Self::io(&self.dir))?;
+        fs::create_dir_all(&self.dir).map_err(io_at(&self.dir))?;
         let tmp = self.dir.join(format!("{TMP_PREFIX}{layer}"));
-        remove_dir_if_present(&tmp).map_err(Self::io(&tmp))?;
+        remove_dir_if_present(&tmp).map_err(io_at(&tmp))?;
         let result = self.fill(&tmp, kernels, options);
         if result.is_err() {
             let _ = fs::remove_dir_all(&tmp);
@@ -166,19 +159,19 @@ impl Store {
         let old = self.dir.join(format!("{TMP_PREFIX}old-{layer}"));
         let had_old = dest.exists();
         if had_old {
-            remove_dir_if_present(&old).map_err(Self::io(&old))?;
-            fs::rename(&dest, &old).map_err(Self::io(&dest))?;
+            remove_dir_if_present(&old).map_err(io_at(&old))?;
+            fs::rename(&dest, &old).map_err(io_at(&dest))?;
         }
-        fs::rename(&tmp, &dest).map_err(Self::io(&dest))?;
-        sync_dir(&self.dir).map_err(Self::io(&self.dir))?;
+        fs::rename(&tmp, &dest).map_err(io_at(&dest))?;
+        sync_dir(&self.dir).map_err(io_at(&self.dir))?;
         if had_old {
-            fs::remove_dir_all(&old).map_err(Self::io(&old))?;
+            fs::remove_dir_all(&old).map_err(io_at(&old))?;
         }
         Ok(())
     }
 
     fn fill(&self, tmp: &Path, kernels: &[Found], options: &Cmdline) -> Result<(), BootError> {
-        fs::create_dir(tmp).map_err(Self::io(tmp))?;
+        fs::create_dir(tmp).map_err(io_at(tmp))?;
         for k in kernels {
             for (src, name) in [
                 (&k.linux, linux_name(&k.kver)),
@@ -186,23 +179,23 @@ impl Store {
             ] {
                 let dest = tmp.join(&name);
                 match self.shared_copy(&name, src)? {
-                    Some(same) => fs::hard_link(&same, &dest).map_err(Self::io(&dest))?,
-                    None => copy_synced(src, &dest).map_err(Self::io(&dest))?,
+                    Some(same) => fs::hard_link(&same, &dest).map_err(io_at(&dest))?,
+                    None => copy_synced(src, &dest).map_err(io_at(&dest))?,
                 }
             }
         }
         let cmdline = tmp.join(CMDLINE_FILE);
-        let mut f = fs::File::create(&cmdline).map_err(Self::io(&cmdline))?;
+        let mut f = fs::File::create(&cmdline).map_err(io_at(&cmdline))?;
         writeln!(f, "{options}")
             .and_then(|_| f.sync_all())
-            .map_err(Self::io(&cmdline))?;
-        sync_dir(tmp).map_err(Self::io(tmp))
+            .map_err(io_at(&cmdline))?;
+        sync_dir(tmp).map_err(io_at(tmp))
     }
 
     /// A stored file with this name and these exact bytes, to link: another
     /// layer's, or this layer's own when its directory is rewritten.
     fn shared_copy(&self, name: &str, src: &Path) -> Result<Option<PathBuf>, BootError> {
-        let len = fs::metadata(src).map_err(Self::io(src))?.len();
+        let len = fs::metadata(src).map_err(io_at(src))?.len();
         let mut digest = None;
         for other in self.layers()? {
             let candidate = self.layer_dir(&other).join(name);
@@ -211,7 +204,7 @@ impl Store {
                 _ => continue,
             }
             if digest.is_none() {
-                digest = Some(sha256_file(src, &mut |_| ()).map_err(Self::io(src))?);
+                digest = Some(sha256_file(src, &mut |_| ()).map_err(io_at(src))?);
             }
             if sha256_file(&candidate, &mut |_| ()).ok() == digest {
                 return Ok(Some(candidate));
@@ -223,7 +216,7 @@ impl Store {
     /// The layers that have a directory (temporary ones excluded), sorted.
     pub fn layers(&self) -> Result<Vec<String>, BootError> {
         Ok(read_dir_names(&self.dir)
-            .map_err(Self::io(&self.dir))?
+            .map_err(io_at(&self.dir))?
             .into_iter()
             .filter(|(n, p)| !n.starts_with('.') && p.is_dir())
             .map(|(n, _)| n)
@@ -233,7 +226,7 @@ impl Store {
     /// Leftovers of interrupted installs and anything not a directory.
     pub fn strays(&self) -> Result<Vec<PathBuf>, BootError> {
         Ok(read_dir_names(&self.dir)
-            .map_err(Self::io(&self.dir))?
+            .map_err(io_at(&self.dir))?
             .into_iter()
             .filter(|(n, p)| n.starts_with('.') || !p.is_dir())
             .map(|(_, p)| p)
@@ -246,7 +239,7 @@ impl Store {
         if !dir.is_dir() {
             return Ok(None);
         }
-        let names = read_dir_names(&dir).map_err(Self::io(&dir))?;
+        let names = read_dir_names(&dir).map_err(io_at(&dir))?;
         let mut kernels: Vec<String> = names
             .iter()
             .filter_map(|(n, _)| n.strip_prefix("vmlinuz-"))
@@ -258,7 +251,7 @@ impl Store {
         let options = match fs::read_to_string(&cmdline) {
             Ok(s) => Cmdline::parse(s.trim()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Cmdline::default(),
-            Err(e) => return Err(Self::io(&cmdline)(e)),
+            Err(e) => return Err(io_at(&cmdline)(e)),
         };
         Ok(Some(Installed {
             layer: layer.to_string(),
@@ -288,10 +281,10 @@ impl Store {
     /// links them). A missing directory is fine.
     pub fn remove(&self, layer: &str) -> Result<(), BootError> {
         let dir = self.layer_dir(layer);
-        remove_dir_if_present(&dir).map_err(Self::io(&dir))?;
+        remove_dir_if_present(&dir).map_err(io_at(&dir))?;
         sync_dir(&self.dir)
             .or_else(ignore_missing)
-            .map_err(Self::io(&self.dir))
+            .map_err(io_at(&self.dir))
     }
 
     /// Remove a stray path (see [`Store::strays`]).
@@ -301,7 +294,7 @@ impl Store {
         } else {
             fs::remove_file(path).or_else(ignore_missing)
         }
-        .map_err(Self::io(path))
+        .map_err(io_at(path))
     }
 }
 

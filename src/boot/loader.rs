@@ -20,7 +20,7 @@ use super::bls::{self, Entry};
 use super::grubenv::GrubEnv;
 use super::grubmenu::{self, MenuEntry};
 use super::kernels::{Installed, Store, initrd_name, linux_name};
-use super::{BootError, write_atomic};
+use super::{BootError, io_at, write_atomic};
 use crate::model::names::LayerName;
 
 /// The loaders imgbase writes entries for.
@@ -191,10 +191,6 @@ impl Boot {
     /// Write the entries of exactly these layers (newest first in the
     /// menu), removing imgbase's entries of any other layer.
     pub fn write_entries(&self, layers: &[Installed]) -> Result<(), BootError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| BootError::Io { path, source }
-        };
         match self.loader {
             Loader::Grub => {
                 let entries: Vec<MenuEntry> = layers
@@ -212,12 +208,12 @@ impl Boot {
                     })
                     .collect();
                 let path = self.menu_path();
-                fs::create_dir_all(self.grub_dir()).map_err(io(&self.grub_dir()))?;
-                write_atomic(&path, grubmenu::render(&entries, "").as_bytes()).map_err(io(&path))
+                fs::create_dir_all(self.grub_dir()).map_err(io_at(&self.grub_dir()))?;
+                write_atomic(&path, grubmenu::render(&entries, "").as_bytes()).map_err(io_at(&path))
             }
             Loader::GrubBls | Loader::SystemdBoot => {
                 let dir = self.entries_dir();
-                fs::create_dir_all(&dir).map_err(io(&dir))?;
+                fs::create_dir_all(&dir).map_err(io_at(&dir))?;
                 let mut wanted = Vec::new();
                 for l in layers {
                     for (i, k) in l.kernels.iter().enumerate() {
@@ -236,7 +232,8 @@ impl Boot {
                         let path = dir.join(&name);
                         // An unchanged file is not rewritten.
                         if fs::read_to_string(&path).ok().as_deref() != Some(&entry.to_string()) {
-                            write_atomic(&path, entry.to_string().as_bytes()).map_err(io(&path))?;
+                            write_atomic(&path, entry.to_string().as_bytes())
+                                .map_err(io_at(&path))?;
                         }
                         wanted.push(name);
                     }
@@ -244,7 +241,7 @@ impl Boot {
                 for name in self.our_entry_files()? {
                     if !wanted.contains(&name) {
                         let path = dir.join(&name);
-                        fs::remove_file(&path).map_err(io(&path))?;
+                        fs::remove_file(&path).map_err(io_at(&path))?;
                     }
                 }
                 Ok(())
@@ -267,7 +264,7 @@ impl Boot {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(BootError::Io { path: dir, source }),
+            Err(e) => return Err(io_at(&dir)(e)),
         }
         out.sort();
         Ok(out)
@@ -283,7 +280,7 @@ impl Boot {
                 let text = match fs::read_to_string(&path) {
                     Ok(t) => t,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-                    Err(source) => return Err(BootError::Io { path, source }),
+                    Err(e) => return Err(io_at(&path)(e)),
                 };
                 for line in text.lines() {
                     if line.starts_with("menuentry ")
@@ -297,8 +294,7 @@ impl Boot {
             Loader::GrubBls | Loader::SystemdBoot => {
                 for name in self.our_entry_files()? {
                     let path = self.entries_dir().join(&name);
-                    let text = fs::read_to_string(&path)
-                        .map_err(|source| BootError::Io { path, source })?;
+                    let text = fs::read_to_string(&path).map_err(io_at(&path))?;
                     if let Some(l) = Entry::parse(&text).options().get("imgbase.layer") {
                         out.push(l.to_string());
                     }
@@ -354,8 +350,7 @@ impl Boot {
                     lines.push(format!("default {id}.conf"));
                 }
                 let text = lines.join("\n") + "\n";
-                write_atomic(&path, text.as_bytes())
-                    .map_err(|source| BootError::Io { path, source })
+                write_atomic(&path, text.as_bytes()).map_err(io_at(&path))
             }
         }
     }
@@ -378,10 +373,7 @@ impl Boot {
             }
         }
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|source| BootError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            fs::create_dir_all(dir).map_err(io_at(dir))?;
         }
         env.save(&path)
     }
@@ -399,14 +391,10 @@ impl Boot {
                 .and_then(|n| n.to_str())
                 .unwrap_or("grub")
         );
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| BootError::Io { path, source }
-        };
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         write_atomic(&path, grubmenu::grub_d_script(&menu_on_boot).as_bytes())
-            .map_err(io(&path))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(io(&path))?;
+            .map_err(io_at(&path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(io_at(&path))?;
         Ok(self.grub_reads_menu())
     }
 

@@ -92,6 +92,14 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// An I/O error at `path`, for `map_err`.
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BootError + '_ {
+    move |source| BootError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// fsync a directory, so renames in it are on disk.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     match std::fs::File::open(dir).and_then(|d| d.sync_all()) {

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use crate::boot::BootError;
 use crate::boot::cmdline::Cmdline;
 use crate::boot::kernels;
 use crate::boot::loader::{Boot, Loader};
+use crate::boot::{BootError, io_at};
 use crate::sys::cmd::{Cmd, Runner};
 use crate::sys::fs::{DevNum, mount_point_of};
 use crate::sys::lvm::Lvm;
@@ -54,10 +54,7 @@ impl LayerTrees for RealTrees<'_> {
         {
             return f(&dir);
         }
-        let dir = temp_mount_point("imgbase-layer-").map_err(|source| BootError::Io {
-            path: std::env::temp_dir(),
-            source,
-        })?;
+        let dir = temp_mount_point("imgbase-layer-").map_err(io_at(&std::env::temp_dir()))?;
         let m = Mounted::new(self.runner, &dev, dir.path(), "ro").map_err(tool)?;
         let result = f(m.path());
         m.unmount().map_err(tool)?;
@@ -97,10 +94,7 @@ impl BootExec<'_> {
             None => None,
         };
         self.trees.with_tree(vg, layer, &mut |root| {
-            let (found, skipped) = kernels::find(root).map_err(|source| BootError::Io {
-                path: root.to_path_buf(),
-                source,
-            })?;
+            let (found, skipped) = kernels::find(root).map_err(io_at(root))?;
             if found.is_empty() {
                 return Err(BootError::NoKernel {
                     layer: layer.into(),
