@@ -16,10 +16,13 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::PermissionsExt;
+
 use super::cmdline::Cmdline;
 use super::{BootError, io_at, sync_dir};
 use crate::image::digest::sha256_file;
 use crate::model::names::rpmvercmp;
+use crate::sys::inroot::{Kind, Tree};
 
 /// The store's directory under /boot.
 pub const STORE: &str = "imgbase";
@@ -27,13 +30,19 @@ pub const STORE: &str = "imgbase";
 pub const CMDLINE_FILE: &str = "cmdline";
 const TMP_PREFIX: &str = ".tmp-";
 
-/// A kernel found in a layer's tree: absolute paths in the mounted tree.
+/// A kernel found in a layer's tree: paths relative to the tree's root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub kver: String,
     pub linux: PathBuf,
     pub initrd: PathBuf,
 }
+
+/// Modes of the files written to /boot, whatever the umask: kernels are
+/// readable by all (as distributions install them); an initramfs may hold
+/// secrets (keys, crypttab) and is root's only.
+const LINUX_MODE: u32 = 0o644;
+const INITRD_MODE: u32 = 0o600;
 
 /// What a layer's directory holds: its kernels, newest first, and its
 /// kernel arguments.
@@ -57,38 +66,51 @@ pub fn initrd_name(kver: &str) -> String {
     format!("initrd.img-{kver}")
 }
 
-/// The kernels of the tree at `root`, newest first: `/boot/vmlinuz-KVER`
+/// The kernels of a layer's tree, newest first: `/boot/vmlinuz-KVER`
 /// (Debian, older Fedora) and `/usr/lib/modules/KVER/vmlinuz` (Fedora's
 /// kernel-install layout), each with its initramfs (`/boot/initrd.img-KVER`,
 /// `/boot/initramfs-KVER.img` or `/usr/lib/modules/KVER/initramfs.img`).
 /// A kernel without an initramfs cannot mount an LVM root and is skipped
 /// (returned in the second list).
-pub fn find(root: &Path) -> io::Result<(Vec<Found>, Vec<String>)> {
+///
+/// The tree is untrusted: everything is looked up inside it (see
+/// [`Tree`]), a kernel or initramfs that is not a regular file inside the
+/// tree is refused, and so is a kernel version that could not be written
+/// into a boot entry as it is.
+pub fn find(tree: &Tree) -> Result<(Vec<Found>, Vec<String>), BootError> {
     let mut kernels: Vec<(String, PathBuf)> = Vec::new();
-    for (name, path) in read_dir_names(&root.join("boot"))? {
-        if let Some(kver) = name.strip_prefix("vmlinuz-")
-            && path.is_file()
-        {
-            kernels.push((kver.to_string(), path));
+    for name in tree.read_dir(Path::new("boot"))? {
+        if let Some(kver) = name.strip_prefix("vmlinuz-") {
+            let rel = Path::new("boot").join(&name);
+            if is_kernel_file(tree, &rel)? {
+                kernels.push((checked_kver(tree, kver)?, rel));
+            }
         }
     }
-    for (kver, dir) in read_dir_names(&root.join("usr/lib/modules"))? {
-        let linux = dir.join("vmlinuz");
-        if linux.is_file() && !kernels.iter().any(|(k, _)| *k == kver) {
-            kernels.push((kver, linux));
+    for kver in tree.read_dir(Path::new("usr/lib/modules"))? {
+        let rel = Path::new("usr/lib/modules").join(&kver).join("vmlinuz");
+        if !kernels.iter().any(|(k, _)| *k == kver) && is_kernel_file(tree, &rel)? {
+            kernels.push((checked_kver(tree, &kver)?, rel));
         }
     }
     let mut found = Vec::new();
     let mut skipped = Vec::new();
     for (kver, linux) in kernels {
         let candidates = [
-            root.join("boot").join(initrd_name(&kver)),
-            root.join("boot").join(format!("initramfs-{kver}.img")),
-            root.join("usr/lib/modules")
+            Path::new("boot").join(initrd_name(&kver)),
+            Path::new("boot").join(format!("initramfs-{kver}.img")),
+            Path::new("usr/lib/modules")
                 .join(&kver)
                 .join("initramfs.img"),
         ];
-        match candidates.into_iter().find(|p| p.is_file()) {
+        let mut initrd = None;
+        for c in candidates {
+            if is_kernel_file(tree, &c)? {
+                initrd = Some(c);
+                break;
+            }
+        }
+        match initrd {
             Some(initrd) => found.push(Found {
                 kver,
                 linux,
@@ -101,7 +123,45 @@ pub fn find(root: &Path) -> io::Result<(Vec<Found>, Vec<String>)> {
     Ok((found, skipped))
 }
 
-/// Names and paths in a directory, sorted; a missing directory is empty.
+/// Whether `rel` is there to be copied. Present but not a regular file
+/// inside the tree (a link to the host's /etc/shadow, a FIFO, a
+/// directory): refused, with what it is.
+fn is_kernel_file(tree: &Tree, rel: &Path) -> Result<bool, BootError> {
+    match tree.kind(rel) {
+        None => Ok(false),
+        Some(Kind::Dir) => Ok(false),
+        Some(_) => {
+            // Opening resolves links inside the tree and checks the type.
+            tree.open_file(rel)
+                .map_err(|e| match tree.link_target(rel) {
+                    Some(t) => BootError::Unsafe(format!("{e} (it links to {})", t.display())),
+                    None => BootError::Unsafe(e.to_string()),
+                })?;
+            Ok(true)
+        }
+    }
+}
+
+/// A kernel version as it will appear in file names and entries: no
+/// whitespace or control characters (a newline would add lines to a BLS
+/// entry), no '/'.
+fn checked_kver(tree: &Tree, kver: &str) -> Result<String, BootError> {
+    if kver.is_empty()
+        || kver
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '/')
+    {
+        return Err(BootError::Unsafe(format!(
+            "the kernel version {kver:?} in {} holds whitespace or control characters, \
+             which cannot go into a boot entry; rename the kernel in the layer",
+            tree.root().display()
+        )));
+    }
+    Ok(kver.to_string())
+}
+
+/// Names and paths in a directory of /boot, sorted; a missing directory
+/// is empty.
 fn read_dir_names(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     match fs::read_dir(dir) {
@@ -143,13 +203,14 @@ impl Store {
     pub fn install(
         &self,
         layer: &str,
+        tree: &Tree,
         kernels: &[Found],
         options: &Cmdline,
     ) -> Result<(), BootError> {
         fs::create_dir_all(&self.dir).map_err(io_at(&self.dir))?;
         let tmp = self.dir.join(format!("{TMP_PREFIX}{layer}"));
         remove_dir_if_present(&tmp).map_err(io_at(&tmp))?;
-        let result = self.fill(&tmp, kernels, options);
+        let result = self.fill(&tmp, tree, kernels, options);
         if result.is_err() {
             let _ = fs::remove_dir_all(&tmp);
             return result;
@@ -170,18 +231,28 @@ impl Store {
         Ok(())
     }
 
-    fn fill(&self, tmp: &Path, kernels: &[Found], options: &Cmdline) -> Result<(), BootError> {
+    fn fill(
+        &self,
+        tmp: &Path,
+        tree: &Tree,
+        kernels: &[Found],
+        options: &Cmdline,
+    ) -> Result<(), BootError> {
         fs::create_dir(tmp).map_err(io_at(tmp))?;
         for k in kernels {
-            for (src, name) in [
-                (&k.linux, linux_name(&k.kver)),
-                (&k.initrd, initrd_name(&k.kver)),
+            for (src, name, mode) in [
+                (&k.linux, linux_name(&k.kver), LINUX_MODE),
+                (&k.initrd, initrd_name(&k.kver), INITRD_MODE),
             ] {
                 let dest = tmp.join(&name);
-                match self.shared_copy(&name, src)? {
+                let mut file = tree.open_file(src)?;
+                match self.shared_copy(&name, &mut file)? {
                     Some(same) => fs::hard_link(&same, &dest).map_err(io_at(&dest))?,
-                    None => copy_synced(src, &dest).map_err(io_at(&dest))?,
+                    None => copy_synced(&mut file, &dest).map_err(io_at(&dest))?,
                 }
+                // Also mends a shared file stored with an older mode.
+                fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
+                    .map_err(io_at(&dest))?;
             }
         }
         let cmdline = tmp.join(CMDLINE_FILE);
@@ -194,8 +265,8 @@ impl Store {
 
     /// A stored file with this name and these exact bytes, to link: another
     /// layer's, or this layer's own when its directory is rewritten.
-    fn shared_copy(&self, name: &str, src: &Path) -> Result<Option<PathBuf>, BootError> {
-        let len = fs::metadata(src).map_err(io_at(src))?.len();
+    fn shared_copy(&self, name: &str, src: &mut fs::File) -> Result<Option<PathBuf>, BootError> {
+        let len = src.metadata().map_err(io_at(&self.dir))?.len();
         let mut digest = None;
         for other in self.layers()? {
             let candidate = self.layer_dir(&other).join(name);
@@ -204,7 +275,7 @@ impl Store {
                 _ => continue,
             }
             if digest.is_none() {
-                digest = Some(sha256_file(src, &mut |_| ()).map_err(io_at(src))?);
+                digest = Some(sha256_reader(src).map_err(io_at(&candidate))?);
             }
             if sha256_file(&candidate, &mut |_| ()).ok() == digest {
                 return Ok(Some(candidate));
@@ -310,10 +381,28 @@ fn remove_dir_if_present(dir: &Path) -> io::Result<()> {
     fs::remove_dir_all(dir).or_else(ignore_missing)
 }
 
-fn copy_synced(src: &Path, dest: &Path) -> io::Result<()> {
-    let mut out = fs::File::create(dest)?;
-    io::copy(&mut fs::File::open(src)?, &mut out)?;
+/// Copy from the start of `src` into a new file, created private (its
+/// mode is set after) and fsynced.
+fn copy_synced(src: &mut fs::File, dest: &Path) -> io::Result<()> {
+    use std::io::Seek;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)?;
+    src.rewind()?;
+    io::copy(src, &mut out)?;
     out.sync_all()
+}
+
+/// sha256 of a whole open file, from its start.
+fn sha256_reader(src: &mut fs::File) -> io::Result<String> {
+    use std::io::Seek;
+    src.rewind()?;
+    let mut h = crate::image::digest::HashingReader::new(&mut *src);
+    io::copy(&mut h, &mut io::sink())?;
+    Ok(h.finish())
 }
 
 #[cfg(test)]
@@ -331,10 +420,15 @@ mod tests {
         t
     }
 
+    fn open(t: &tempfile::TempDir) -> Tree {
+        Tree::open(t.path()).unwrap()
+    }
+
     /// Install what `find` sees in `t` as `layer`, without arguments.
     fn install_tree(store: &Store, layer: &str, t: &tempfile::TempDir) {
+        let tree = open(t);
         store
-            .install(layer, &find(t.path()).unwrap().0, &Cmdline::default())
+            .install(layer, &tree, &find(&tree).unwrap().0, &Cmdline::default())
             .unwrap();
     }
 
@@ -351,7 +445,7 @@ mod tests {
             ("usr/lib/modules/5.0.0/initramfs.img", "i5"),
             ("boot/vmlinuz-7.0-noinitrd", "k"),
         ]);
-        let (found, skipped) = find(t.path()).unwrap();
+        let (found, skipped) = find(&open(&t)).unwrap();
         let kvers: Vec<_> = found.iter().map(|f| f.kver.as_str()).collect();
         assert_eq!(
             kvers,
@@ -378,7 +472,7 @@ mod tests {
     #[test]
     fn a_tree_without_kernels_has_none() {
         let t = tree(&[("etc/hostname", "x")]);
-        assert_eq!(find(t.path()).unwrap(), (vec![], vec![]));
+        assert_eq!(find(&open(&t)).unwrap(), (vec![], vec![]));
     }
 
     #[test]
@@ -389,10 +483,11 @@ mod tests {
             ("boot/vmlinuz-1", "kernel"),
             ("boot/initrd.img-1", "initrd"),
         ]);
-        let (found, _) = find(t.path()).unwrap();
+        let tree = open(&t);
+        let (found, _) = find(&tree).unwrap();
         let args = Cmdline::parse("root=/dev/vg/a quiet");
-        store.install("N-1-0+1", &found, &args).unwrap();
-        store.install("N-1-0+2", &found, &args).unwrap();
+        store.install("N-1-0+1", &tree, &found, &args).unwrap();
+        store.install("N-1-0+2", &tree, &found, &args).unwrap();
         let a = store.layer_dir("N-1-0+1").join("vmlinuz-1");
         let b = store.layer_dir("N-1-0+2").join("vmlinuz-1");
         assert_eq!(
@@ -431,10 +526,15 @@ mod tests {
         let store = Store::new(boot.path());
         let missing = Found {
             kver: "1".into(),
-            linux: boot.path().join("nope"),
-            initrd: boot.path().join("nope2"),
+            linux: "nope".into(),
+            initrd: "nope2".into(),
         };
-        assert!(store.install("a", &[missing], &Cmdline::default()).is_err());
+        let tree = Tree::open(boot.path()).unwrap();
+        assert!(
+            store
+                .install("a", &tree, &[missing], &Cmdline::default())
+                .is_err()
+        );
         assert!(store.layers().unwrap().is_empty());
         assert!(store.strays().unwrap().is_empty());
     }
@@ -449,5 +549,79 @@ mod tests {
         install_tree(&store, "a", &t2);
         assert_eq!(store.installed("a").unwrap().unwrap().kernels, ["2"]);
         assert!(store.strays().unwrap().is_empty());
+    }
+
+    #[test]
+    fn kernels_linking_out_of_the_layer_are_refused() {
+        let host = tree(&[("etc/shadow", "root:secret")]);
+        let secret = host.path().join("etc/shadow");
+        for (linux, initrd) in [(true, false), (false, true)] {
+            let t = tree(&[]);
+            fs::create_dir_all(t.path().join("boot")).unwrap();
+            fs::create_dir_all(t.path().join("etc")).unwrap();
+            // The layer's own shadow: absolute links must not reach it either.
+            fs::write(t.path().join("etc/shadow"), "layer").unwrap();
+            let put = |name: &str, link: bool| {
+                let p = t.path().join("boot").join(name);
+                if link {
+                    std::os::unix::fs::symlink(&secret, &p).unwrap();
+                } else {
+                    fs::write(&p, "bytes").unwrap();
+                }
+            };
+            put("vmlinuz-1", linux);
+            put("initrd.img-1", initrd);
+            let e = find(&open(&t)).unwrap_err().to_string();
+            assert!(e.contains("leads outside"), "{e}");
+            assert!(e.contains(&secret.display().to_string()), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_fifo_kernel_is_refused_not_read() {
+        let t = tree(&[("boot/initrd.img-1", "i")]);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            t.path().join("boot/vmlinuz-1"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let e = find(&open(&t)).unwrap_err().to_string();
+        assert!(e.contains("FIFO"), "{e}");
+    }
+
+    #[test]
+    fn a_kernel_version_with_a_newline_is_refused() {
+        let t = tree(&[
+            ("boot/vmlinuz-1\ninitrd x", "k"),
+            ("boot/initrd.img-1\ninitrd x", "i"),
+        ]);
+        let e = find(&open(&t)).unwrap_err().to_string();
+        assert!(e.contains("control characters"), "{e}");
+    }
+
+    #[test]
+    fn stored_kernels_get_fixed_modes_whatever_the_source() {
+        let boot = tempfile::tempdir().unwrap();
+        let store = Store::new(boot.path());
+        let t = tree(&[("boot/vmlinuz-1", "k"), ("boot/initrd.img-1", "i")]);
+        for f in ["boot/vmlinuz-1", "boot/initrd.img-1"] {
+            fs::set_permissions(t.path().join(f), fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        install_tree(&store, "a", &t);
+        install_tree(&store, "b", &t);
+        for layer in ["a", "b"] {
+            let mode = |n: &str| {
+                fs::metadata(store.layer_dir(layer).join(n))
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o7777
+            };
+            assert_eq!(mode("vmlinuz-1"), 0o644);
+            assert_eq!(mode("initrd.img-1"), 0o600);
+        }
     }
 }

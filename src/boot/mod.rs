@@ -51,8 +51,13 @@ pub enum BootError {
         if skipped.is_empty() { String::new() } else { format!("; without initramfs: {}", skipped.join(", ")) }
     )]
     NoKernel { layer: String, skipped: Vec<String> },
+    /// Something in a layer that imgbase will not copy or write as it is.
+    #[error("{0}")]
+    Unsafe(String),
     #[error("{0}")]
     Tool(String),
+    #[error(transparent)]
+    InLayer(#[from] crate::sys::inroot::InRootError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -11,6 +11,7 @@ use crate::boot::loader::{Boot, Loader};
 use crate::boot::{BootError, io_at};
 use crate::sys::cmd::{Cmd, Runner};
 use crate::sys::fs::{DevNum, mount_point_of};
+use crate::sys::inroot::Tree;
 use crate::sys::lvm::Lvm;
 use crate::sys::mount::{Mounted, temp_mount_point};
 
@@ -55,7 +56,9 @@ impl LayerTrees for RealTrees<'_> {
             return f(&dir);
         }
         let dir = temp_mount_point("imgbase-layer-").map_err(io_at(&std::env::temp_dir()))?;
-        let m = Mounted::new(self.runner, &dev, dir.path(), "ro").map_err(tool)?;
+        // A layer is untrusted: nothing on it runs or acts as a device.
+        let m =
+            Mounted::new(self.runner, &dev, dir.path(), "ro,nodev,nosuid,noexec").map_err(tool)?;
         let result = f(m.path());
         m.unmount().map_err(tool)?;
         result
@@ -94,21 +97,25 @@ impl BootExec<'_> {
             None => None,
         };
         self.trees.with_tree(vg, layer, &mut |root| {
-            let (found, skipped) = kernels::find(root).map_err(io_at(root))?;
+            let tree = Tree::open(root).map_err(io_at(root))?;
+            let (found, skipped) = kernels::find(&tree)?;
             if found.is_empty() {
                 return Err(BootError::NoKernel {
                     layer: layer.into(),
                     skipped: skipped.clone(),
                 });
             }
-            let own = std::fs::read_to_string(root.join("etc/kernel/cmdline"))
-                .ok()
-                .map(|s| Cmdline::parse(s.trim()));
+            // The layer's own arguments, read inside it only.
+            let own = match tree.read_small(Path::new("etc/kernel/cmdline"), 64 << 10) {
+                Ok(b) => Some(Cmdline::parse(String::from_utf8_lossy(&b).trim())),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.into()),
+            };
             let node = own
                 .or_else(|| inherited.clone())
                 .or_else(|| self.running.clone())
                 .unwrap_or_default();
-            store.install(layer, &found, &Cmdline::for_layer(&node, vg, layer))
+            store.install(layer, &tree, &found, &Cmdline::for_layer(&node, vg, layer))
         })
     }
 

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::cmd::{Cmd, CmdError, Runner};
+use super::inroot::{InRootError, Tree};
+use super::loopdev::{self, LoopDev};
 use super::mount::{Mounted, temp_mount_point};
 use super::progress::Progress;
 use crate::image::ImageError;
@@ -31,6 +33,8 @@ pub enum ImagesError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    InRoot(#[from] InRootError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ImagesError {
@@ -101,6 +105,9 @@ pub struct RealImages<'r> {
     pub work_dir: PathBuf,
     /// Converted images, deleted when the command ends.
     pub temps: std::cell::RefCell<Vec<tempfile::TempPath>>,
+    /// Images opened by `inspect`, by the path shown to the operator:
+    /// `fill` writes from the same open file, never the path again.
+    opened: std::cell::RefCell<Vec<Opened>>,
 }
 
 impl<'r> RealImages<'r> {
@@ -109,7 +116,105 @@ impl<'r> RealImages<'r> {
             runner,
             work_dir,
             temps: Default::default(),
+            opened: Default::default(),
         }
+    }
+}
+
+/// An image file opened once. Everything after (hashing, parsing, qemu-img,
+/// tar, the loop device, the write) reads this descriptor, through
+/// `/proc/PID/fd/N` for tools, so a file swapped in at the path after it
+/// was verified is never read. `stamp` catches a change of the file itself
+/// (its ctime moves on any write) between the check and the write.
+#[derive(Debug)]
+struct Opened {
+    shown: PathBuf,
+    file: File,
+    stamp: Stamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(f: &File) -> std::io::Result<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = f.metadata()?;
+        Ok(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+/// The path by which this process and its children reach an open file.
+pub fn fd_path(f: &File) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd()))
+}
+
+/// Open an image without blocking on a FIFO, and accept only a regular
+/// file or a block device.
+fn open_image_file(path: &Path) -> Result<File, ImagesError> {
+    use rustix::fs::{FileType, OFlags};
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    let st =
+        rustix::fs::fstat(&f).map_err(|e| io(format!("reading {}", path.display()))(e.into()))?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile | FileType::BlockDevice => {}
+        _ => {
+            return Err(ImagesError::Invalid(format!(
+                "{} is not a regular file: give the path of an image file",
+                path.display()
+            )));
+        }
+    }
+    rustix::fs::fcntl_setfl(&f, OFlags::empty())
+        .map_err(|e| io(format!("reading {}", path.display()))(e.into()))?;
+    Ok(f)
+}
+
+/// Errors about `/proc/PID/fd/N` name the file the operator gave.
+fn shown_as(e: ImageError, access: &Path, shown: &Path) -> ImageError {
+    let fix = |p: PathBuf| if p == access { shown.to_path_buf() } else { p };
+    match e {
+        ImageError::UnknownFormat { path, detail } => ImageError::UnknownFormat {
+            path: fix(path),
+            detail,
+        },
+        ImageError::Io { what, path, source } => ImageError::Io {
+            what,
+            path: fix(path),
+            source,
+        },
+        ImageError::BadBundle { path, reason } => ImageError::BadBundle {
+            path: fix(path),
+            reason,
+        },
+        ImageError::BundleFormat {
+            path,
+            format,
+            supported,
+        } => ImageError::BundleFormat {
+            path: fix(path),
+            format,
+            supported,
+        },
+        other => other,
     }
 }
 
@@ -187,74 +292,93 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 impl RealImages<'_> {
-    fn mount(&self, source: &Path, dir: &Path, opts: &str) -> Result<Mounted<'_>, ImagesError> {
-        Ok(Mounted::new(
-            self.runner,
-            &source.display().to_string(),
-            dir,
-            opts,
-        )?)
+    /// Mount a file read-only through a loop device bound to the open file
+    /// itself (see [`loopdev`]); no device nodes or set-id bits from it.
+    fn mount_file(
+        &self,
+        file: &File,
+        label: &Path,
+        dir: &Path,
+        fs: &str,
+    ) -> Result<(Mounted<'_>, LoopDev), ImagesError> {
+        let dev = loopdev::attach(file, &label.display().to_string())
+            .map_err(io(format!("a loop device for {}", label.display())))?;
+        let opts = format!("{},nodev,nosuid,noexec", ro_options(fs));
+        let m = Mounted::new(self.runner, &dev.path.display().to_string(), dir, &opts)?;
+        Ok((m, dev))
     }
 
-    /// The NVR recorded inside a filesystem image, if any.
-    fn nvr_in_fs(&self, image: &Path, fs: &str) -> Result<Option<String>, ImagesError> {
+    /// The NVR recorded inside a filesystem image, if any. The NVR file is
+    /// read from inside the image only, never through a link out of it.
+    fn nvr_in_fs(
+        &self,
+        image: &File,
+        label: &Path,
+        fs: &str,
+    ) -> Result<Option<String>, ImagesError> {
         let dir = tempdir("imgbase-img-")?;
-        let m = self.mount(image, dir.path(), ro_options(fs))?;
-        let nvr = std::fs::read_to_string(m.path().join(NVR_FILE))
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
+        let (m, _dev) = self.mount_file(image, label, dir.path(), fs)?;
+        let nvr = Tree::open(m.path())
+            .map_err(io(format!("reading {}", label.display())))
+            .and_then(|t| match t.read_small(Path::new(NVR_FILE), 4096) {
+                Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_string())),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e.into()),
+            });
         m.unmount()?;
-        Ok(nvr)
+        Ok(nvr?.filter(|s| !s.is_empty()))
     }
 
-    /// Run `f` on the root filesystem image inside a liveimg squashfs.
+    /// Run `f` on the root filesystem image inside a liveimg squashfs,
+    /// opened inside the squashfs (a link out of it is refused).
     fn with_liveimg<T>(
         &self,
-        squashfs: &Path,
-        f: impl FnOnce(&Path, &str) -> Result<T, ImagesError>,
+        squashfs: &File,
+        label: &Path,
+        f: impl FnOnce(&File, &Path, &str) -> Result<T, ImagesError>,
     ) -> Result<T, ImagesError> {
         let dir = tempdir("imgbase-sqfs-")?;
-        let m = self.mount(squashfs, dir.path(), "loop,ro")?;
-        let inner = find_rootfs_img(m.path())?;
-        let fs = match sniff(&inner)? {
-            Format::Filesystem { fs } => fs,
-            other => {
-                return Err(ImagesError::Invalid(format!(
-                    "{} holds {} as its root image, not an ext4 or xfs filesystem",
-                    squashfs.display(),
-                    describe(&other)
-                )));
-            }
-        };
-        let out = f(&inner, &fs);
+        let (m, _dev) = self.mount_file(squashfs, label, dir.path(), "squashfs")?;
+        let out = (|| {
+            let tree = Tree::open(m.path()).map_err(io(format!("reading {}", label.display())))?;
+            let rel = find_rootfs_img(&tree)?;
+            let inner = tree.open_file(&rel)?;
+            let access = fd_path(&inner);
+            let shown = label.join(&rel);
+            let fs = match sniff(&access).map_err(|e| shown_as(e, &access, &shown))? {
+                Format::Filesystem { fs } => fs,
+                other => {
+                    return Err(ImagesError::Invalid(format!(
+                        "{} holds {} as its root image, not an ext4 or xfs filesystem",
+                        label.display(),
+                        describe(&other)
+                    )));
+                }
+            };
+            f(&inner, &shown, &fs)
+        })();
         m.unmount()?;
         out
     }
 
-    fn qemu_info(&self, path: &Path, fmt: &str) -> Result<(u64, u64), ImagesError> {
+    /// Size and allocated bytes of a disk image, refusing one that would
+    /// make qemu-img read any other file: a backing file, an external data
+    /// file, or VMDK extents outside the image itself.
+    fn qemu_info(&self, access: &Path, shown: &Path, fmt: &str) -> Result<(u64, u64), ImagesError> {
         let out = self.runner.run(&Cmd::new("qemu-img").args([
             "info",
             "--output=json",
             "-f",
             fmt,
-            &path.display().to_string(),
+            &access.display().to_string(),
         ]))?;
         let v: serde_json::Value = serde_json::from_str(&out.stdout)
             .map_err(|e| ImagesError::Invalid(format!("qemu-img info: {e}")))?;
-        // An image must never make us read files outside it.
-        let external = v
-            .get("backing-filename")
-            .and_then(|b| b.as_str())
-            .or_else(|| {
-                v.pointer("/format-specific/data/data-file")
-                    .and_then(|d| d.as_str())
-            });
-        if let Some(file) = external {
+        if let Some(file) = external_file(&v, &access.display().to_string()) {
             return Err(ImagesError::Invalid(format!(
                 "{} refers to another file ({file}); imgbase only imports self-contained \
-                 images: flatten it with `qemu-img convert` first",
-                path.display()
+                 images: flatten it with `qemu-img convert -O qcow2` first",
+                shown.display()
             )));
         }
         let virt = v["virtual-size"].as_u64().unwrap_or(0);
@@ -262,28 +386,48 @@ impl RealImages<'_> {
         if virt == 0 {
             return Err(ImagesError::Invalid(format!(
                 "{}: qemu-img reports no size",
-                path.display()
+                shown.display()
             )));
         }
         Ok((virt, actual.min(virt)))
     }
 }
 
-/// `LiveOS/rootfs.img`, or the one `*/*.img` (as imgbased finds it).
-fn find_rootfs_img(root: &Path) -> Result<PathBuf, ImagesError> {
-    let preferred = root.join("LiveOS/rootfs.img");
-    if preferred.is_file() {
-        return Ok(preferred);
+/// A file other than `itself` that a `qemu-img info` report says the
+/// image reads.
+fn external_file(v: &serde_json::Value, itself: &str) -> Option<String> {
+    let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(String::from);
+    if let Some(b) = s("/backing-filename").or_else(|| s("/full-backing-filename")) {
+        return Some(b);
+    }
+    if let Some(d) = s("/format-specific/data/data-file") {
+        return Some(d);
+    }
+    let extents = v
+        .pointer("/format-specific/data/extents")
+        .and_then(|e| e.as_array())?;
+    extents
+        .iter()
+        .filter_map(|e| e.get("filename").and_then(|f| f.as_str()))
+        .find(|f| *f != itself)
+        .map(String::from)
+}
+
+/// `LiveOS/rootfs.img`, or the one `*/*.img` (as imgbased finds it),
+/// relative to the squashfs root.
+fn find_rootfs_img(tree: &Tree) -> Result<PathBuf, ImagesError> {
+    let preferred = Path::new("LiveOS/rootfs.img");
+    if tree.kind(preferred).is_some() {
+        return Ok(preferred.to_path_buf());
     }
     let mut found = Vec::new();
-    if let Ok(dirs) = std::fs::read_dir(root) {
-        for d in dirs.flatten() {
-            if let Ok(files) = std::fs::read_dir(d.path()) {
-                for f in files.flatten() {
-                    if f.path().extension().is_some_and(|e| e == "img") {
-                        found.push(f.path());
-                    }
-                }
+    for d in tree.read_dir(Path::new(""))? {
+        if tree.kind(Path::new(&d)) != Some(super::inroot::Kind::Dir) {
+            continue;
+        }
+        for f in tree.read_dir(Path::new(&d)).unwrap_or_default() {
+            if f.ends_with(".img") {
+                found.push(Path::new(&d).join(f));
             }
         }
     }
@@ -307,7 +451,9 @@ pub fn describe(f: &Format) -> String {
 
 impl RealImages<'_> {
     /// A disk image as a sparse raw file in the work dir, to look inside.
-    fn convert_to_raw(&self, path: &Path, fmt: &str) -> Result<PathBuf, ImagesError> {
+    /// The raw file is ours (root's cache), opened and remembered like any
+    /// image.
+    fn convert_to_raw(&self, access: &Path, fmt: &str) -> Result<PathBuf, ImagesError> {
         std::fs::create_dir_all(&self.work_dir)
             .map_err(io(format!("creating {}", self.work_dir.display())))?;
         let temp = tempfile::Builder::new()
@@ -321,12 +467,64 @@ impl RealImages<'_> {
             fmt,
             "-O",
             "raw",
-            &path.display().to_string(),
+            &access.display().to_string(),
             &temp.display().to_string(),
         ]))?;
         let raw = temp.to_path_buf();
         self.temps.borrow_mut().push(temp);
+        self.remember(&raw)?;
         Ok(raw)
+    }
+
+    /// Open `path` once and remember it; returns its `/proc` path.
+    fn remember(&self, path: &Path) -> Result<PathBuf, ImagesError> {
+        let file = open_image_file(path)?;
+        let stamp = Stamp::of(&file).map_err(io(format!("reading {}", path.display())))?;
+        let access = fd_path(&file);
+        self.opened.borrow_mut().push(Opened {
+            shown: path.to_path_buf(),
+            file,
+            stamp,
+        });
+        Ok(access)
+    }
+
+    /// The file `inspect` opened as `shown`, and its `/proc` path.
+    fn recall<T>(
+        &self,
+        shown: &Path,
+        f: impl FnOnce(&File, &Path) -> Result<T, ImagesError>,
+    ) -> Result<T, ImagesError> {
+        // A second handle of the same open file: `f` may open more images.
+        let (file, stamp) = {
+            let opened = self.opened.borrow();
+            let o = opened
+                .iter()
+                .rev()
+                .find(|o| o.shown == shown)
+                .ok_or_else(|| {
+                    ImagesError::Invalid(format!(
+                        "{} was not inspected before being written (imgbase bug)",
+                        shown.display()
+                    ))
+                })?;
+            let file = o
+                .file
+                .try_clone()
+                .map_err(io(format!("reading {}", shown.display())))?;
+            (file, o.stamp.clone())
+        };
+        let out = f(&file, &fd_path(&file))?;
+        // Any write to the file since it was opened moved its ctime.
+        let now = Stamp::of(&file).map_err(io(format!("reading {}", shown.display())))?;
+        if now != stamp {
+            return Err(ImagesError::Invalid(format!(
+                "{} changed while it was being imported; import it again once nothing \
+                 writes to it",
+                shown.display()
+            )));
+        }
+        Ok(out)
     }
 }
 
@@ -337,86 +535,14 @@ impl Images for RealImages<'_> {
         want_nvr: bool,
         progress: &Progress,
     ) -> Result<ImageInfo, ImagesError> {
-        let format = sniff(path)?;
-        let (sha256, file_data) = scan(path, progress)?;
-        let file_len = std::fs::metadata(path)
-            .map_err(io(format!("reading {}", path.display())))?
-            .len();
-        let mut info = ImageInfo {
-            path: path.to_path_buf(),
-            format: format.clone(),
-            sha256,
-            size: file_len,
-            data_bytes: file_data,
-            fs_type: None,
-            nvr: None,
-        };
-        match &format {
-            Format::Filesystem { fs } => {
-                info.fs_type = Some(fs.clone());
-                info.nvr = self.nvr_in_fs(path, fs)?;
-            }
-            Format::Squashfs => {
-                let (size, data, fs, nvr) = self.with_liveimg(path, |inner, fs| {
-                    let size = std::fs::metadata(inner).map_err(io("rootfs.img"))?.len();
-                    let mut f = File::open(inner).map_err(io("rootfs.img"))?;
-                    let (_, data) = count_data(&mut f).map_err(io("reading rootfs.img"))?;
-                    Ok((size, data, fs.to_string(), self.nvr_in_fs(inner, fs)?))
-                })?;
-                (info.size, info.data_bytes, info.fs_type, info.nvr) = (size, data, Some(fs), nvr);
-            }
-            Format::Disk { qemu_format } => {
-                let (virt, actual) = self.qemu_info(path, qemu_format)?;
-                (info.size, info.data_bytes) = (virt, actual);
-                // The NVR is inside the disk's filesystem: convert once to
-                // raw and import that (written sparsely, delta-capable).
-                if want_nvr {
-                    let raw = self.convert_to_raw(path, qemu_format)?;
-                    if let Format::Filesystem { fs } = sniff(&raw)? {
-                        info.nvr = self.nvr_in_fs(&raw, &fs)?;
-                        info.fs_type = Some(fs.clone());
-                        info.format = Format::Filesystem { fs };
-                        info.path = raw;
-                    }
-                }
-            }
-            Format::Tar { compression } => {
-                let mut r = tarball::open(path, *compression).map_err(io("opening the tar"))?;
-                let (summary, nvr) = tarball::validate_and_read(&mut r, NVR_FILE)?;
-                info.nvr = nvr
-                    .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-                    .filter(|s| !s.is_empty());
-                // Room for the files, their inodes and the journal.
-                // (a journal and inode tables of a few MiB for small trees).
-                let meta = summary.entries * 4096 + (8 << 20);
-                info.data_bytes = summary.bytes + meta;
-                info.size = round_up(summary.bytes + summary.bytes / 4 + meta, 1 << 20);
-                info.fs_type = Some("ext4".into());
-            }
-            Format::Bundle => {
-                let (manifest, mut r) = bundle::open_image(path)?;
-                let mut hashing = crate::image::digest::HashingReader::new(&mut r);
-                let (len, data) = count_data(&mut hashing).map_err(io("reading the bundle"))?;
-                let digest = hashing.finish();
-                if digest != manifest.sha256 || len != manifest.size {
-                    return Err(ImagesError::Invalid(format!(
-                        "bundle {} is corrupt: its image does not match its manifest \
-                         (sha256 {digest}, {len} bytes; manifest says {}, {} bytes)",
-                        path.display(),
-                        manifest.sha256,
-                        manifest.size
-                    )));
-                }
-                info.size = manifest.size;
-                info.data_bytes = data;
-                info.fs_type = manifest.fs_type.clone();
-                info.nvr = Some(format!(
-                    "{}-{}-{}",
-                    manifest.name, manifest.version, manifest.release
-                ));
-            }
-        }
-        Ok(info)
+        let access = self.remember(path)?;
+        self.recall(path, |file, access| {
+            self.inspect_open(file, access, path, want_nvr, progress)
+        })
+        .map_err(|e| match e {
+            ImagesError::Image(e) => ImagesError::Image(shown_as(e, access.as_path(), path)),
+            other => other,
+        })
     }
 
     fn fill(
@@ -428,110 +554,9 @@ impl Images for RealImages<'_> {
         mode: FillMode,
         progress: &Progress,
     ) -> Result<WriteStats, ImagesError> {
-        let open_dev = || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(device)
-                .map_err(io(format!("opening {device}")))
-        };
-        let write_file = |src: &Path| -> Result<WriteStats, ImagesError> {
-            let dst = open_dev()?;
-            let f = File::open(src).map_err(io(format!("reading {}", src.display())))?;
-            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-            progress.start("write", len);
-            let mut tick = |n: u64| progress.update(n);
-            let stats = match mode {
-                FillMode::Fresh => sparse::copy_file_sparse(&f, &dst, size, &mut tick)?,
-                FillMode::Delta { old_len } => {
-                    let mut src = f;
-                    let mut discard = |off: u64, len: u64| punch(&dst, off, len);
-                    sparse::copy_delta(&mut src, &dst, size, old_len, &mut discard, &mut tick)?
-                }
-            };
-            progress.finish();
-            Ok(stats)
-        };
-        match format {
-            Format::Filesystem { .. } => write_file(image),
-            Format::Squashfs => self.with_liveimg(image, |inner, _| write_file(inner)),
-            Format::Bundle => {
-                let (manifest, r) = bundle::open_image(image)?;
-                let dst = open_dev()?;
-                progress.start("write", manifest.size);
-                let mut hashing = crate::image::digest::HashingReader::new(r);
-                let mut tick = |n: u64| progress.update(n);
-                let stats = match mode {
-                    FillMode::Fresh => sparse::copy_sparse(&mut hashing, &dst, size, &mut tick)?,
-                    FillMode::Delta { old_len } => {
-                        let mut discard = |off: u64, len: u64| punch(&dst, off, len);
-                        sparse::copy_delta(
-                            &mut hashing,
-                            &dst,
-                            size,
-                            old_len,
-                            &mut discard,
-                            &mut tick,
-                        )?
-                    }
-                };
-                progress.finish();
-                if hashing.finish() != manifest.sha256 {
-                    return Err(ImagesError::Invalid(format!(
-                        "bundle {} changed while it was being imported",
-                        image.display()
-                    )));
-                }
-                Ok(stats)
-            }
-            Format::Disk { qemu_format } => {
-                // qemu-img streams the conversion and, told the target is
-                // zero, writes only data.
-                self.runner.run(&Cmd::new("qemu-img").args([
-                    "convert",
-                    "-n",
-                    "--target-is-zero",
-                    "-f",
-                    qemu_format,
-                    "-O",
-                    "raw",
-                    &image.display().to_string(),
-                    device,
-                ]))?;
-                Ok(WriteStats::default())
-            }
-            Format::Tar { .. } => {
-                self.runner.run(&Cmd::new("mkfs.ext4").args([
-                    "-q",
-                    "-F",
-                    "-E",
-                    "nodiscard",
-                    device,
-                ]))?;
-                let dir = tempdir("imgbase-tar-")?;
-                let m = self.mount(Path::new(device), dir.path(), "rw")?;
-                progress.start("extract", 0);
-                // GNU tar keeps owners, modes, hardlinks, device nodes,
-                // xattrs (SELinux labels among them) and ACLs; the archive
-                // was validated against escapes before any LV existed.
-                self.runner.run(&Cmd::new("tar").args([
-                    "--extract",
-                    "--file",
-                    &image.display().to_string(),
-                    "--directory",
-                    &m.path().display().to_string(),
-                    "--preserve-permissions",
-                    "--same-owner",
-                    "--numeric-owner",
-                    "--xattrs",
-                    "--xattrs-include=*",
-                    "--acls",
-                ]))?;
-                progress.finish();
-                m.unmount()?;
-                Ok(WriteStats::default())
-            }
-        }
+        self.recall(image, |file, access| {
+            self.fill_open(device, file, access, image, format, size, mode, progress)
+        })
     }
 
     fn grow(&self, device: &str, fs: &str) -> Result<(), ImagesError> {
@@ -581,6 +606,249 @@ impl Images for RealImages<'_> {
         }
         Ok(())
     }
+}
+
+impl RealImages<'_> {
+    fn inspect_open(
+        &self,
+        file: &File,
+        access: &Path,
+        shown: &Path,
+        want_nvr: bool,
+        progress: &Progress,
+    ) -> Result<ImageInfo, ImagesError> {
+        let format = sniff(access)?;
+        if matches!(&format, Format::Disk { qemu_format } if qemu_format == "vmdk")
+            && is_vmdk_descriptor(file)
+        {
+            // A text descriptor holds no data: its extents name other files
+            // (any file on the host), which qemu-img would read.
+            return Err(ImagesError::Invalid(format!(
+                "{} is a VMDK descriptor whose data lives in other files (its extents); \
+                 imgbase imports only self-contained images: make one with \
+                 `qemu-img convert -O qcow2`",
+                shown.display()
+            )));
+        }
+        let (sha256, file_data) = scan(access, progress)?;
+        let file_len = Stamp::of(file)
+            .map_err(io(format!("reading {}", shown.display())))?
+            .size;
+        let mut info = ImageInfo {
+            path: shown.to_path_buf(),
+            format: format.clone(),
+            sha256,
+            size: file_len,
+            data_bytes: file_data,
+            fs_type: None,
+            nvr: None,
+        };
+        match &format {
+            Format::Filesystem { fs } => {
+                info.fs_type = Some(fs.clone());
+                info.nvr = self.nvr_in_fs(file, shown, fs)?;
+            }
+            Format::Squashfs => {
+                let (size, data, fs, nvr) =
+                    self.with_liveimg(file, shown, |inner, label, fs| {
+                        let size = Stamp::of(inner).map_err(io("rootfs.img"))?.size;
+                        let mut r = inner;
+                        let (_, data) = count_data(&mut r).map_err(io("reading rootfs.img"))?;
+                        Ok((
+                            size,
+                            data,
+                            fs.to_string(),
+                            self.nvr_in_fs(inner, label, fs)?,
+                        ))
+                    })?;
+                (info.size, info.data_bytes, info.fs_type, info.nvr) = (size, data, Some(fs), nvr);
+            }
+            Format::Disk { qemu_format } => {
+                let (virt, actual) = self.qemu_info(access, shown, qemu_format)?;
+                (info.size, info.data_bytes) = (virt, actual);
+                // The NVR is inside the disk's filesystem: convert once to
+                // raw and import that (written sparsely, delta-capable).
+                if want_nvr {
+                    let raw = self.convert_to_raw(access, qemu_format)?;
+                    let raw_access = self.recall(&raw, |_, a| Ok(a.to_path_buf()))?;
+                    if let Format::Filesystem { fs } = sniff(&raw_access)? {
+                        info.nvr = self.recall(&raw, |f, _| self.nvr_in_fs(f, &raw, &fs))?;
+                        info.fs_type = Some(fs.clone());
+                        info.format = Format::Filesystem { fs };
+                        info.path = raw;
+                    }
+                }
+            }
+            Format::Tar { compression } => {
+                let mut r = tarball::open(access, *compression).map_err(io("opening the tar"))?;
+                let (summary, nvr) = tarball::validate_and_read(&mut r, NVR_FILE)?;
+                info.nvr = nvr
+                    .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+                    .filter(|s| !s.is_empty());
+                // Room for the files, their inodes and the journal.
+                // (a journal and inode tables of a few MiB for small trees).
+                let meta = summary.entries * 4096 + (8 << 20);
+                info.data_bytes = summary.bytes + meta;
+                info.size = round_up(summary.bytes + summary.bytes / 4 + meta, 1 << 20);
+                info.fs_type = Some("ext4".into());
+            }
+            Format::Bundle => {
+                let (manifest, mut r) = bundle::open_image(access)?;
+                let mut hashing = crate::image::digest::HashingReader::new(&mut r);
+                let (len, data) = count_data(&mut hashing).map_err(io("reading the bundle"))?;
+                let digest = hashing.finish();
+                if digest != manifest.sha256 || len != manifest.size {
+                    return Err(ImagesError::Invalid(format!(
+                        "bundle {} is corrupt: its image does not match its manifest \
+                         (sha256 {digest}, {len} bytes; manifest says {}, {} bytes)",
+                        shown.display(),
+                        manifest.sha256,
+                        manifest.size
+                    )));
+                }
+                info.size = manifest.size;
+                info.data_bytes = data;
+                info.fs_type = manifest.fs_type.clone();
+                info.nvr = Some(format!(
+                    "{}-{}-{}",
+                    manifest.name, manifest.version, manifest.release
+                ));
+            }
+        }
+        Ok(info)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fill_open(
+        &self,
+        device: &str,
+        file: &File,
+        access: &Path,
+        shown: &Path,
+        format: &Format,
+        size: u64,
+        mode: FillMode,
+        progress: &Progress,
+    ) -> Result<WriteStats, ImagesError> {
+        let open_dev = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(device)
+                .map_err(io(format!("opening {device}")))
+        };
+        let write_file = |f: &File| -> Result<WriteStats, ImagesError> {
+            let dst = open_dev()?;
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            progress.start("write", len);
+            let mut tick = |n: u64| progress.update(n);
+            let stats = match mode {
+                FillMode::Fresh => sparse::copy_file_sparse(f, &dst, size, &mut tick)?,
+                FillMode::Delta { old_len } => {
+                    // From the start, whatever was read of it before.
+                    let mut src = std::io::BufReader::new(
+                        f.try_clone()
+                            .map_err(io(format!("reading {}", shown.display())))?,
+                    );
+                    std::io::Seek::rewind(&mut src)
+                        .map_err(io(format!("reading {}", shown.display())))?;
+                    let mut discard = |off: u64, len: u64| punch(&dst, off, len);
+                    sparse::copy_delta(&mut src, &dst, size, old_len, &mut discard, &mut tick)?
+                }
+            };
+            progress.finish();
+            Ok(stats)
+        };
+        match format {
+            Format::Filesystem { .. } => write_file(file),
+            Format::Squashfs => self.with_liveimg(file, shown, |inner, _, _| write_file(inner)),
+            Format::Bundle => {
+                let (manifest, r) = bundle::open_image(access)?;
+                let dst = open_dev()?;
+                progress.start("write", manifest.size);
+                let mut hashing = crate::image::digest::HashingReader::new(r);
+                let mut tick = |n: u64| progress.update(n);
+                let stats = match mode {
+                    FillMode::Fresh => sparse::copy_sparse(&mut hashing, &dst, size, &mut tick)?,
+                    FillMode::Delta { old_len } => {
+                        let mut discard = |off: u64, len: u64| punch(&dst, off, len);
+                        sparse::copy_delta(
+                            &mut hashing,
+                            &dst,
+                            size,
+                            old_len,
+                            &mut discard,
+                            &mut tick,
+                        )?
+                    }
+                };
+                progress.finish();
+                if hashing.finish() != manifest.sha256 {
+                    return Err(ImagesError::Invalid(format!(
+                        "bundle {} changed while it was being imported",
+                        shown.display()
+                    )));
+                }
+                Ok(stats)
+            }
+            Format::Disk { qemu_format } => {
+                // qemu-img streams the conversion and, told the target is
+                // zero, writes only data.
+                self.runner.run(&Cmd::new("qemu-img").args([
+                    "convert",
+                    "-n",
+                    "--target-is-zero",
+                    "-f",
+                    qemu_format,
+                    "-O",
+                    "raw",
+                    &access.display().to_string(),
+                    device,
+                ]))?;
+                Ok(WriteStats::default())
+            }
+            Format::Tar { .. } => {
+                self.runner.run(&Cmd::new("mkfs.ext4").args([
+                    "-q",
+                    "-F",
+                    "-E",
+                    "nodiscard",
+                    device,
+                ]))?;
+                let dir = tempdir("imgbase-tar-")?;
+                let m = Mounted::new(self.runner, device, dir.path(), "rw")?;
+                progress.start("extract", 0);
+                // GNU tar keeps owners, modes, hardlinks, device nodes,
+                // xattrs (SELinux labels among them) and ACLs; the archive
+                // it reads (the same open file) was validated against
+                // escapes before any LV existed.
+                self.runner.run(&Cmd::new("tar").args([
+                    "--extract",
+                    "--file",
+                    &access.display().to_string(),
+                    "--directory",
+                    &m.path().display().to_string(),
+                    "--preserve-permissions",
+                    "--same-owner",
+                    "--numeric-owner",
+                    "--xattrs",
+                    "--xattrs-include=*",
+                    "--acls",
+                ]))?;
+                progress.finish();
+                m.unmount()?;
+                Ok(WriteStats::default())
+            }
+        }
+    }
+}
+
+/// Whether a VMDK file is a text descriptor (its data in other files)
+/// rather than a sparse file with its descriptor embedded.
+fn is_vmdk_descriptor(f: &File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 21];
+    f.read_exact_at(&mut head, 0).is_ok() && &head == b"# Disk DescriptorFile"
 }
 
 /// Give a range of a thin LV back to the pool (reads as zeros after).
