@@ -168,10 +168,23 @@ pub struct BaseArgs {
     /// Size of the new base, lvm-style (10G, 512M; no unit means MiB)
     #[arg(long, value_name = "SIZE")]
     pub size: Option<String>,
-    /// With --from: the image's expected sha256 [default: from a SHA256SUMS
-    /// file beside the image, if there is one]
-    #[arg(long, value_name = "HEX", requires = "from")]
+    /// With --from: the image's expected sha256 [default: from the
+    /// SHA256SUMS beside the image; for a URL it must be there]
+    #[arg(
+        long,
+        value_name = "HEX",
+        requires = "from",
+        conflicts_with = "no_verify"
+    )]
     pub sha256: Option<String>,
+    /// With --from: import without a checksum to compare against (an image
+    /// from a URL is otherwise refused when its SHA256SUMS cannot be fetched)
+    #[arg(long, requires = "from")]
+    pub no_verify: bool,
+    /// With --from: import an image that another base already holds, under
+    /// the new name
+    #[arg(long, requires = "from")]
+    pub force: bool,
     /// With --from: write the whole image, not just its difference from the
     /// previous base
     #[arg(long, requires = "from")]

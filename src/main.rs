@@ -108,6 +108,7 @@ impl App<'_> {
             vg: self.cli.vg.clone(),
             root: Some(root),
             boot: None,
+            boot_missing: None,
         })
     }
 
@@ -174,6 +175,9 @@ impl App<'_> {
         let mut ctx = self.ctx()?;
         if boot {
             ctx.boot = self.boot_view()?;
+            if ctx.boot.is_none() && self.cli.loader == "auto" {
+                ctx.boot_missing = Some(self.cli.boot_dir.clone());
+            }
         }
         let plan = plan(&ctx)?;
         if self.cli.dry_run {
@@ -249,6 +253,7 @@ impl App<'_> {
                 let mut plan = layout::plan_init(&records, &source, nvr, read_nvr)?;
                 if let (Some(view), Some(layer)) = (&ctx.boot, plan.created.get(1).cloned()) {
                     boot::add_entry(&mut plan, view, &layer, None);
+                    boot::mark_boot_at_init(&mut plan, view);
                 }
                 Ok(plan)
             });
@@ -347,7 +352,11 @@ impl App<'_> {
                 runner: self.runner,
                 cache: self.cli.cache_dir.clone(),
             };
-            let expected = given.or_else(|| fetcher.sums_for(from));
+            let expected = match given {
+                Some(d) => Some(d),
+                None if a.no_verify => None,
+                None => Some(fetcher.sums_for(from)?),
+            };
             (fetcher.fetch(from, expected.as_deref())?, expected)
         } else {
             let path = PathBuf::from(from);
@@ -357,6 +366,7 @@ impl App<'_> {
             );
             let expected = match given {
                 Some(d) => Some(d),
+                None if a.no_verify => None,
                 None => digest_from_sums(&path)?,
             };
             (path, expected)
@@ -374,12 +384,29 @@ impl App<'_> {
                     size,
                     expected_sha256: expected.as_deref(),
                     allow_delta: !a.no_delta,
+                    force: a.force,
                 },
             )
         })
     }
 
     fn export(&self, name: &str, out: &Path) -> Result<()> {
+        if self.cli.dry_run {
+            // Checks the base exists; writes nothing.
+            let l = self.read()?;
+            let b = base::find(&l, name)?;
+            let what = format!(
+                "export base {name} ({} bytes) to {}",
+                b.volume.size,
+                out.display()
+            );
+            return if self.cli.json {
+                print_json(&serde_json::json!({ "summary": what, "steps": [] }))
+            } else {
+                println!("would {what}");
+                Ok(())
+            };
+        }
         let _lock = OpLock::acquire(
             &self.cli.lock_file,
             Duration::from_secs(self.cli.lock_wait),
@@ -472,6 +499,9 @@ impl App<'_> {
     fn check(&self) -> Result<()> {
         let l = self.read()?;
         let view = self.boot_view()?;
+        if view.is_none() && self.cli.loader == "auto" {
+            boot::boot_missing(&l, &self.cli.boot_dir)?;
+        }
         let r = boot::check(&l, view.as_ref())?;
         if self.cli.json {
             print_json(&r)?;

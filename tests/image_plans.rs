@@ -50,6 +50,7 @@ fn req(info: &ImageInfo) -> FromImage<'_> {
         size: None,
         expected_sha256: None,
         allow_delta: true,
+        force: false,
     }
 }
 
@@ -206,9 +207,9 @@ fn checksums_sizes_and_space_are_checked_first() {
 }
 
 #[test]
-fn an_image_already_imported_is_a_no_op() {
+fn an_image_already_imported_is_a_no_op_under_its_own_name_only() {
     let f = node();
-    let mut info = ext4_image(Some("Node-2.0-0"));
+    let mut info = ext4_image(Some("Node-1.0-0"));
     info.sha256 = "aa".into();
     let p = plan(&f, &req(&info)).unwrap();
     assert!(p.steps.is_empty());
@@ -217,6 +218,36 @@ fn an_image_already_imported_is_a_no_op() {
         "{}",
         p.summary
     );
+
+    // Another name for the same bytes: refused naming the base, unless
+    // --force imports it again.
+    info.nvr = Some("Node-2.0-0".into());
+    let err = plan(&f, &req(&info)).unwrap_err();
+    assert!(
+        err.contains("already imported as base Node-1.0-0") && err.contains("--force"),
+        "{err}"
+    );
+    let p = plan(
+        &f,
+        &FromImage {
+            force: true,
+            ..req(&info)
+        },
+    )
+    .unwrap();
+    assert_eq!(p.created, ["Node-2.0-0"]);
+
+    // Arguments are checked before "nothing to do": a too-small --size.
+    info.nvr = Some("Node-1.0-0".into());
+    let err = plan(
+        &f,
+        &FromImage {
+            size: Some(1 << 20),
+            ..req(&info)
+        },
+    )
+    .unwrap_err();
+    assert!(err.contains("smaller than the image"), "{err}");
 }
 
 #[test]

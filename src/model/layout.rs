@@ -34,6 +34,9 @@ pub struct Pool {
     pub data_percent: f64,
     pub metadata_percent: f64,
     pub metadata_size: u64,
+    /// The loader imgbase writes this VG's boot entries for (tag
+    /// `imgbase:boot=`), once it has written one.
+    pub boot: Option<String>,
 }
 
 impl Pool {
@@ -176,6 +179,11 @@ impl Layout {
                 data_percent: p.data_percent.unwrap_or(0.0),
                 metadata_percent: p.metadata_percent.unwrap_or(0.0),
                 metadata_size: p.metadata_size.unwrap_or(0),
+                boot: p
+                    .tags
+                    .iter()
+                    .find_map(|t| t.strip_prefix(tags::BOOT))
+                    .map(String::from),
             },
             many => {
                 return Err(LayoutError::SeveralPools {

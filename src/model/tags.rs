@@ -22,6 +22,10 @@ pub const FS: &str = "imgbase:fs=";
 /// On a base: bytes of the image written into it.
 pub const IMAGE_SIZE: &str = "imgbase:image-size=";
 
+/// On the pool: imgbase keeps boot entries for the layers of this VG,
+/// with this loader. Without /boot such a VG's layers are not changed.
+pub const BOOT: &str = "imgbase:boot=";
+
 /// New LVs are built under this prefix and renamed into place last.
 pub const TMP_PREFIX: &str = "imgbase-tmp-";
 

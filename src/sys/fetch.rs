@@ -15,6 +15,15 @@ const ATTEMPTS: u32 = 3;
 pub enum FetchError {
     #[error("cannot download {url}: {message} (after {ATTEMPTS} attempts)")]
     Failed { url: String, message: String },
+    #[error(
+        "cannot verify {url}: the SHA256SUMS beside it ({sums}) {why}; give the digest with \
+         --sha256, or pass --no-verify to import it unchecked"
+    )]
+    NoSums {
+        url: String,
+        sums: String,
+        why: String,
+    },
     #[error("image cache {path}: {source}")]
     Cache {
         path: String,
@@ -149,23 +158,42 @@ impl Fetcher<'_> {
         ])
     }
 
-    /// The digest a `SHA256SUMS` beside the URL gives for it, if any.
-    pub fn sums_for(&self, url: &str) -> Option<String> {
-        let (dir, name) = url.rsplit_once('/')?;
+    /// The digest the `SHA256SUMS` beside the URL gives for it. A file that
+    /// cannot be fetched (after retries) or does not list the image is an
+    /// error: an image from the network is never taken unchecked by default.
+    pub fn sums_for(&self, url: &str) -> Result<String, FetchError> {
+        let (dir, name) = url.rsplit_once('/').unwrap_or((url, ""));
+        let sums = format!("{dir}/SHA256SUMS");
+        let refuse = |why: String| FetchError::NoSums {
+            url: url.into(),
+            sums: sums.clone(),
+            why,
+        };
         let out = self
             .runner
             .output(&Cmd::new("curl").args([
                 "--fail",
                 "--silent",
+                "--show-error",
                 "--location",
+                "--retry",
+                "4",
+                "--retry-delay",
+                "1",
                 "--connect-timeout",
                 "10",
-                &format!("{dir}/SHA256SUMS"),
+                "--max-time",
+                "120",
+                &sums,
             ]))
-            .ok()?;
+            .map_err(|e| refuse(format!("could not be fetched ({e})")))?;
         if out.code != 0 {
-            return None;
+            return Err(refuse(format!(
+                "could not be fetched ({})",
+                super::cmd::tail(&out.stderr)
+            )));
         }
         crate::image::digest::digest_in_sums(&out.stdout, name)
+            .ok_or_else(|| refuse(format!("does not list {name}")))
     }
 }

@@ -59,6 +59,8 @@ pub struct FromImage<'a> {
     /// The digest the image must have (`--sha256` or SHA256SUMS).
     pub expected_sha256: Option<&'a str>,
     pub allow_delta: bool,
+    /// Import an image another base already holds, under the new name.
+    pub force: bool,
 }
 
 /// A base filled from an image: verified, admitted, written (as a delta
@@ -71,25 +73,13 @@ pub fn plan_add_image(layout: &Layout, req: &FromImage) -> Result<Plan> {
         && want != info.sha256
     {
         return Err(Error::Refused(format!(
-            "checksum mismatch for {}: expected sha256 {want}, the file has {};              download it again or check the checksum you were given",
+            "checksum mismatch for {}: expected sha256 {want}, the file has {}; \
+             download it again or check the checksum you were given",
             info.path.display(),
             info.sha256
         )));
     }
-    if let Some(b) = layout
-        .bases
-        .iter()
-        .find(|b| b.sha256.as_deref() == Some(info.sha256.as_str()))
-    {
-        return Ok(Plan::new(
-            &layout.vg,
-            format!(
-                "image {} is already imported as base {}; nothing to do",
-                info.path.display(),
-                b.volume.lv
-            ),
-        ));
-    }
+    // Every argument is checked before "nothing to do" can be answered.
     let name_text = req
         .nvr
         .map(str::to_string)
@@ -103,8 +93,6 @@ pub fn plan_add_image(layout: &Layout, req: &FromImage) -> Result<Plan> {
         })?;
     let nvr = parse_new_base_name(&name_text)?;
     let name = nvr.to_string();
-    check_name_free(&layout.all_names, &layout.vg, &name)?;
-
     // A base is never smaller than its image, nor than the running layer.
     let size = match req.size {
         Some(s) if s < info.size => {
@@ -122,13 +110,39 @@ pub fn plan_add_image(layout: &Layout, req: &FromImage) -> Result<Plan> {
     };
     if size > layout.pool.size {
         return Err(Error::Admission(format!(
-            "base size {} is larger than the thin pool {}/{} ({}): pass a smaller --size              or grow the pool with `lvextend`",
+            "base size {} is larger than the thin pool {}/{} ({}): pass a smaller --size \
+             or grow the pool with `lvextend`",
             human(size),
             layout.vg,
             layout.pool.name,
             human(layout.pool.size)
         )));
     }
+    if let Some(b) = layout
+        .bases
+        .iter()
+        .find(|b| b.sha256.as_deref() == Some(info.sha256.as_str()))
+    {
+        if b.volume.lv == name {
+            return Ok(Plan::new(
+                &layout.vg,
+                format!(
+                    "image {} is already imported as base {}; nothing to do",
+                    info.path.display(),
+                    b.volume.lv
+                ),
+            ));
+        }
+        if !req.force {
+            return Err(Error::Refused(format!(
+                "image {} is already imported as base {}: use that base, or pass --force \
+                 to import it again as {name}",
+                info.path.display(),
+                b.volume.lv
+            )));
+        }
+    }
+    check_name_free(&layout.all_names, &layout.vg, &name)?;
     check_pool_room(layout)?;
 
     // Delta: only for filesystem images over a base of the same filesystem.
@@ -150,7 +164,8 @@ pub fn plan_add_image(layout: &Layout, req: &FromImage) -> Result<Plan> {
     let free = layout.pool.data_free();
     if need > free {
         return Err(Error::Admission(format!(
-            "thin pool {}/{} has {} free but the image needs about {}: {} missing; grow the              pool with `lvextend` or remove old bases with `imgbase base --remove`",
+            "thin pool {}/{} has {} free but the image needs about {}: {} missing; grow the \
+             pool with `lvextend` or remove old bases with `imgbase base --remove`",
             layout.vg,
             layout.pool.name,
             human(free),

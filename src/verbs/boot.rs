@@ -9,9 +9,10 @@ use serde::Serialize;
 use crate::boot::kernels::Installed;
 use crate::boot::loader::{Boot, Listed, Loader};
 use crate::error::{Error, Result};
-use crate::model::layout::Layout;
+use crate::model::layout::{Layout, Pool};
 use crate::model::names::LayerName;
 use crate::model::size::human;
+use crate::model::tags;
 use crate::plan::{Plan, Step};
 
 /// What the verbs know of /boot when they plan: read once, like the layout.
@@ -122,6 +123,52 @@ pub fn add_entry(plan: &mut Plan, view: &BootView, layer: &str, args_from: Optio
     });
 }
 
+/// Record on the pool that this VG's layers have boot entries (for which
+/// loader), so a later command that cannot find /boot refuses instead of
+/// leaving entries behind.
+pub fn mark_boot(plan: &mut Plan, pool: &Pool, view: &BootView) {
+    let want = view.boot.loader.to_string();
+    if pool.boot.as_deref() == Some(want.as_str()) {
+        return;
+    }
+    plan.push(Step::ChangeTags {
+        lv: pool.name.clone(),
+        add: vec![format!("{}{want}", tags::BOOT)],
+        del: pool
+            .boot
+            .iter()
+            .map(|b| format!("{}{b}", tags::BOOT))
+            .collect(),
+    });
+}
+
+/// [`mark_boot`] for `layout --init`, whose pool is tagged by the plan.
+pub fn mark_boot_at_init(plan: &mut Plan, view: &BootView) {
+    let tag = format!("{}{}", tags::BOOT, view.boot.loader);
+    for s in plan.steps.iter_mut() {
+        if let Step::ChangeTags { add, .. } = s
+            && add.iter().any(|t| t == tags::POOL)
+        {
+            add.push(tag);
+            return;
+        }
+    }
+}
+
+/// Why a command that keeps boot entries refuses to run without /boot.
+pub fn boot_missing(layout: &Layout, boot_dir: &std::path::Path) -> Result<()> {
+    match &layout.pool.boot {
+        Some(loader) => Err(Error::Refused(format!(
+            "the layers of {} have {loader} boot entries, but no boot loader was found under \
+             {}: mount /boot (or pass --boot-dir DIR); --loader none changes LVs without \
+             touching their entries",
+            layout.vg,
+            boot_dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Steps before LVs are removed: no default, one-shot or entry may name
 /// them once they are gone. The default moves to the newest layer left.
 pub fn before_removing(plan: &mut Plan, view: &BootView, layers: &[String]) {
@@ -225,6 +272,7 @@ pub fn plan_setup(
     if view.boot.loader == Loader::Grub {
         plan.push(Step::InstallGrubScript { root });
     }
+    mark_boot(&mut plan, &layout.pool, view);
     let orphans: Vec<String> = view
         .installed
         .iter()

@@ -75,6 +75,7 @@ pub fn plan_add(layout: &Layout, boot: Option<&BootView>, target: Option<&str>) 
         let from_layer = layout.layer(&origin).map(|_| origin.as_str());
         let booted = layout.booted_layer().map(|(_, l)| l.volume.lv.as_str());
         super::boot::add_entry(&mut plan, view, &name, from_layer.or(booted));
+        super::boot::mark_boot(&mut plan, &layout.pool, view);
     }
     plan.created.push(name);
     Ok(plan)

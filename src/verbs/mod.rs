@@ -28,6 +28,9 @@ pub struct Ctx<'a> {
     pub root: Option<DevNum>,
     /// /boot as read before planning; None when entries are not managed.
     pub boot: Option<boot::BootView>,
+    /// Set when `--loader auto` found no loader in this directory: a VG
+    /// whose layers have entries is then refused (see [`boot::boot_missing`]).
+    pub boot_missing: Option<std::path::PathBuf>,
 }
 
 impl Ctx<'_> {
@@ -43,11 +46,11 @@ impl Ctx<'_> {
 
     pub fn layout(&self) -> Result<Layout> {
         let records = self.report(false)?;
-        Ok(Layout::from_report(
-            &records,
-            self.vg.as_deref(),
-            self.root,
-        )?)
+        let layout = Layout::from_report(&records, self.vg.as_deref(), self.root)?;
+        if let Some(dir) = &self.boot_missing {
+            boot::boot_missing(&layout, dir)?;
+        }
+        Ok(layout)
     }
 }
 
