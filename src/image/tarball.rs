@@ -93,6 +93,14 @@ pub fn validate_and_read(
                 "it would be written through the symlink {link:?} made by an earlier entry"
             )));
         }
+        // GNU tar extracts these types without reading their data, so any
+        // bytes after the header would be its next member while we skip them.
+        if let (Some(what), 1..) = (dataless(m.kind), m.size) {
+            return Err(refuse(format!(
+                "the {what} carries {} bytes of data, which GNU tar would read as further members",
+                m.size
+            )));
+        }
         let target_shown = || String::from_utf8_lossy(&m.link).into_owned();
         match m.kind {
             b'2' => {
@@ -144,6 +152,18 @@ pub fn validate_and_read(
     // CRC, zstd's) is checked now, not halfway through extraction.
     io::copy(walker.src, &mut io::sink()).map_err(|e| tar_err(summary.entries, e))?;
     Ok((summary, found))
+}
+
+/// What a member type that stores no data is, for messages.
+fn dataless(kind: u8) -> Option<&'static str> {
+    Some(match kind {
+        b'1' => "hardlink",
+        b'2' => "symlink",
+        b'3' | b'4' => "device node",
+        b'5' => "directory",
+        b'6' => "fifo",
+        _ => return None,
+    })
 }
 
 /// One member of a tar stream, with GNU and pax extended names applied.
@@ -614,6 +634,14 @@ mod tests {
     /// header says `size=0`; those 1024 bytes hold a complete header of a
     /// member `../evil`, then a zero block.
     fn hidden_member() -> Vec<u8> {
+        Tar::new()
+            .pax("size", "0")
+            .file("a", &hiding_data())
+            .bytes()
+    }
+
+    /// A complete header of a member `../evil`, then a zero block.
+    fn hiding_data() -> Vec<u8> {
         let mut evil = tar::Header::new_ustar();
         evil.as_ustar_mut().unwrap().name[..7].copy_from_slice(b"../evil");
         evil.set_entry_type(EntryType::Regular);
@@ -622,7 +650,7 @@ mod tests {
         evil.set_cksum();
         let mut data = evil.as_bytes().to_vec();
         data.extend_from_slice(&[0u8; 512]);
-        Tar::new().pax("size", "0").file("a", &data).bytes()
+        data
     }
 
     fn good_tree() -> Tar {
@@ -856,6 +884,24 @@ mod tests {
             let bytes = std::fs::read(&out).unwrap();
             let s = validate(&mut &bytes[..]).unwrap();
             assert_eq!((s.entries, s.bytes), (2, (1 << 20) + 5), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn links_dirs_and_devices_carry_no_data() {
+        // GNU tar extracts these without reading any data, so bytes after
+        // their header are read as the next member, as for a pax size=0.
+        for kind in [
+            EntryType::Link,
+            EntryType::Symlink,
+            EntryType::Char,
+            EntryType::Block,
+            EntryType::Directory,
+            EntryType::Fifo,
+        ] {
+            let link = matches!(kind, EntryType::Link | EntryType::Symlink).then_some("tgt");
+            let t = Tar::new().add(kind, "m", link, &hiding_data());
+            refused(t, "m", "carries 1024 bytes of data");
         }
     }
 
