@@ -47,7 +47,7 @@ pub struct Cli {
         long,
         global = true,
         value_name = "FILE",
-        default_value = "/run/lock/imgbase.lock",
+        default_value = "/run/imgbase/imgbase.lock",
         env = "IMGBASE_LOCK_FILE",
         hide = true
     )]
