@@ -19,7 +19,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// Volume group to manage [default: the one tagged imgbased:vg]
-    #[arg(long, global = true, value_name = "VG")]
+    #[arg(long, global = true, value_name = "VG", value_parser = vg_name)]
     pub vg: Option<String>,
     /// Print machine-readable JSON on stdout
     #[arg(long, global = true)]
@@ -47,7 +47,7 @@ pub struct Cli {
         long,
         global = true,
         value_name = "FILE",
-        default_value = "/run/lock/imgbase.lock",
+        default_value = "/run/imgbase/imgbase.lock",
         env = "IMGBASE_LOCK_FILE",
         hide = true
     )]
@@ -96,6 +96,14 @@ pub struct Cli {
     pub lvm: String,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--vg` reaches lvm's command line: refuse at parse time anything LVM
+/// would not take as a VG name (e.g. `-a`, read as an option).
+fn vg_name(s: &str) -> Result<String, String> {
+    imgbase::model::names::validate_vg_name(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| format!("not a volume group name LVM accepts: {e}"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -273,6 +273,37 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn a_vg_that_is_no_lvm_name_is_a_usage_error_and_runs_no_lvm() {
+    let node = FakeNode::new();
+    for (vg, rule) in [
+        ("-a", "must not start with '-'"),
+        ("..", "reserved by LVM"),
+        ("a/b", "is not allowed"),
+        ("", "must not be empty"),
+    ] {
+        let out = node
+            .cmd()
+            .arg(format!("--vg={vg}"))
+            .arg("layout")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{vg:?}: {err}");
+        assert!(err.contains("--vg"), "{vg:?}: {err}");
+        assert!(err.contains("volume group name"), "{vg:?}: {err}");
+        assert!(err.contains(rule), "{vg:?}: {err}");
+    }
+    assert!(node.calls().is_empty(), "{:?}", node.calls());
+    let long = "v".repeat(128);
+    node.cmd()
+        .arg(format!("--vg={long}"))
+        .arg("layout")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("the limit is 127"));
+}
+
+#[test]
 fn docs_generate_a_man_page_and_completions() {
     let dir = tempfile::tempdir().unwrap();
     Command::cargo_bin("imgbase")

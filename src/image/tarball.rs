@@ -60,7 +60,16 @@ pub fn validate_and_read(
     let mut found = None;
     // Every path an earlier member made a symlink, as normalised bytes.
     let mut symlinks: HashSet<Vec<u8>> = HashSet::new();
-    let tar_err = |entries, source| ImageError::Tar { entries, source };
+    let tar_err = |entries, source: io::Error| match source
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<Refused>())
+    {
+        Some(r) => ImageError::UnsafeTarEntry {
+            entry: r.entry.clone(),
+            reason: r.reason.clone(),
+        },
+        None => ImageError::Tar { entries, source },
+    };
     while let Some(m) = walker.next().map_err(|e| tar_err(summary.entries, e))? {
         let shown = String::from_utf8_lossy(&m.name).into_owned();
         let refuse = |reason: String| ImageError::UnsafeTarEntry {
@@ -82,6 +91,14 @@ pub fn validate_and_read(
         if let Some(link) = first_symlink(&comps, comps.len(), &symlinks) {
             return Err(refuse(format!(
                 "it would be written through the symlink {link:?} made by an earlier entry"
+            )));
+        }
+        // GNU tar extracts these types without reading their data, so any
+        // bytes after the header would be its next member while we skip them.
+        if let (Some(what), 1..) = (dataless(m.kind), m.size) {
+            return Err(refuse(format!(
+                "the {what} carries {} bytes of data, which GNU tar would read as further members",
+                m.size
             )));
         }
         let target_shown = || String::from_utf8_lossy(&m.link).into_owned();
@@ -137,6 +154,18 @@ pub fn validate_and_read(
     Ok((summary, found))
 }
 
+/// What a member type that stores no data is, for messages.
+fn dataless(kind: u8) -> Option<&'static str> {
+    Some(match kind {
+        b'1' => "hardlink",
+        b'2' => "symlink",
+        b'3' | b'4' => "device node",
+        b'5' => "directory",
+        b'6' => "fifo",
+        _ => return None,
+    })
+}
+
 /// One member of a tar stream, with GNU and pax extended names applied.
 #[derive(Debug, Default)]
 struct Member {
@@ -148,6 +177,19 @@ struct Member {
     /// Bytes of the file once extracted (differs for sparse files).
     real_size: u64,
     /// The real name of a pax-format sparse file.
+    sparse_name: Option<Vec<u8>>,
+}
+
+/// What the pax `x` headers before a member say about it.
+#[derive(Debug, Default)]
+struct Pax {
+    name: Vec<u8>,
+    link: Vec<u8>,
+    /// `size`: GNU tar takes it as the length of the data stored in the
+    /// archive, overriding the header's size field.
+    size: Option<u64>,
+    /// `GNU.sparse.realsize` / `GNU.sparse.size`: a sparse file's full size.
+    real_size: Option<u64>,
     sparse_name: Option<Vec<u8>>,
 }
 
@@ -184,7 +226,7 @@ impl<'a> Walker<'a> {
 
     /// The next member, or None at the end-of-archive marker.
     fn next(&mut self) -> io::Result<Option<Member>> {
-        let mut pending = Member::default();
+        let mut pending = Pax::default();
         let (mut long_name, mut long_link) = (None, None);
         loop {
             let Some(h) = self.block()? else {
@@ -197,7 +239,7 @@ impl<'a> Walker<'a> {
             }
             check_sum(&h)?;
             let kind = h[156];
-            let size = numeric(&h[124..136])?;
+            let mut size = numeric(&h[124..136])?;
             match kind {
                 b'L' | b'K' | b'x' | b'g' => {
                     let data = self.read_exact_data(size)?;
@@ -205,11 +247,14 @@ impl<'a> Walker<'a> {
                         b'L' => long_name = Some(trim_nul(&data).to_vec()),
                         b'K' => long_link = Some(trim_nul(&data).to_vec()),
                         b'x' => apply_pax(&data, &mut pending)?,
-                        _ => {} // global records set no names we trust
+                        _ => refuse_global(trim_nul(&h[0..100]), &data)?,
                     }
                     continue;
                 }
                 _ => {}
+            }
+            if let Some(s) = pending.size.take() {
+                size = s;
             }
             let ustar = &h[257..263] == b"ustar\0";
             let mut name = trim_nul(&h[0..100]).to_vec();
@@ -237,11 +282,11 @@ impl<'a> Walker<'a> {
             if !pending.link.is_empty() {
                 m.link = std::mem::take(&mut pending.link);
             }
-            if pending.real_size > 0 {
-                m.real_size = pending.real_size;
+            if let Some(real) = pending.real_size.take() {
+                m.real_size = real;
             }
             m.sparse_name = pending.sparse_name.take();
-            self.left = size;
+            self.left = m.size;
             return Ok(Some(m));
         }
     }
@@ -358,9 +403,79 @@ fn check_sum(h: &[u8; BLOCK]) -> io::Result<()> {
     }
 }
 
-/// Apply the records of a pax extended header: "<len> <key>=<value>\n",
+/// Apply the records of a pax extended header to the next member.
+fn apply_pax(data: &[u8], m: &mut Pax) -> io::Result<()> {
+    for (key, value) in pax_records(data)? {
+        match key {
+            b"path" => m.name = value.to_vec(),
+            b"linkpath" => m.link = value.to_vec(),
+            b"GNU.sparse.name" => m.sparse_name = Some(value.to_vec()),
+            b"size" => m.size = Some(pax_number(key, value)?),
+            b"GNU.sparse.realsize" | b"GNU.sparse.size" => {
+                m.real_size = Some(pax_number(key, value)?)
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Refuse a global pax header ('g') that sets names or sizes: GNU tar
+/// applies its records to every later member, which would make one header
+/// rename, or resize the data of, the whole archive.
+fn refuse_global(name: &[u8], data: &[u8]) -> io::Result<()> {
+    for (key, _) in pax_records(data)? {
+        if matches!(key, b"path" | b"linkpath" | b"size") || key.starts_with(b"GNU.sparse.") {
+            let refused = Refused {
+                entry: String::from_utf8_lossy(name).into_owned(),
+                reason: format!(
+                    "a global pax header setting {}, which imgbase refuses",
+                    String::from_utf8_lossy(key)
+                ),
+            };
+            return Err(io::Error::new(io::ErrorKind::InvalidData, refused));
+        }
+    }
+    Ok(())
+}
+
+/// A header refused for what it says, not because the stream is broken;
+/// carried through the walker's io::Error to become `UnsafeTarEntry`.
+#[derive(Debug)]
+struct Refused {
+    entry: String,
+    reason: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.entry, self.reason)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// A pax size: decimal digits only, at most what GNU tar's off_t holds
+/// (it refuses anything else, so we must not guess a value).
+fn pax_number(key: &[u8], value: &[u8]) -> io::Result<u64> {
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&v| v <= i64::MAX as u64)
+        .ok_or_else(|| {
+            bad_header(&format!(
+                "the pax record {}={:?} is not a decimal size",
+                String::from_utf8_lossy(key),
+                String::from_utf8_lossy(value)
+            ))
+        })
+}
+
+/// The (key, value) records of a pax extended header: "<len> <key>=<value>\n",
 /// where len counts the whole record, so values may hold any byte.
-fn apply_pax(mut data: &[u8], m: &mut Member) -> io::Result<()> {
+fn pax_records(mut data: &[u8]) -> io::Result<Vec<(&[u8], &[u8])>> {
+    let mut out = Vec::new();
     while !data.is_empty() {
         let sp = data
             .iter()
@@ -374,22 +489,11 @@ fn apply_pax(mut data: &[u8], m: &mut Member) -> io::Result<()> {
         let record = &data[sp + 1..len];
         let record = record.strip_suffix(b"\n").unwrap_or(record);
         if let Some(eq) = record.iter().position(|&b| b == b'=') {
-            let (key, value) = (&record[..eq], &record[eq + 1..]);
-            match key {
-                b"path" => m.name = value.to_vec(),
-                b"linkpath" => m.link = value.to_vec(),
-                b"GNU.sparse.name" => m.sparse_name = Some(value.to_vec()),
-                b"size" | b"GNU.sparse.realsize" | b"GNU.sparse.size" => {
-                    if let Some(v) = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
-                        m.real_size = v;
-                    }
-                }
-                _ => {}
-            }
+            out.push((&record[..eq], &record[eq + 1..]));
         }
         data = &data[len..];
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The normal components of a member name ("./" and "." dropped), or why
@@ -493,6 +597,19 @@ mod tests {
             self
         }
 
+        /// A global pax header ('g'): records for every later member.
+        fn pax_global(mut self, key: &str, value: &str) -> Self {
+            let rec = pax_record(key, value);
+            let mut h = tar::Header::new_ustar();
+            h.as_ustar_mut().unwrap().name[..13].copy_from_slice(b"pax_global_hd");
+            h.set_entry_type(EntryType::XGlobalHeader);
+            h.set_size(rec.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            self.0.append(&h, &rec[..]).unwrap();
+            self
+        }
+
         fn bytes(self) -> Vec<u8> {
             self.0.into_inner().unwrap()
         }
@@ -501,6 +618,39 @@ mod tests {
             let bytes = self.bytes();
             validate(&mut &bytes[..])
         }
+    }
+
+    /// One pax record, "<len> key=value\n", len counting itself.
+    fn pax_record(key: &str, value: &str) -> Vec<u8> {
+        let body = format!(" {key}={value}\n");
+        let mut len = body.len() + 1;
+        while (len.to_string().len() + body.len()) != len {
+            len += 1;
+        }
+        format!("{len}{body}").into_bytes()
+    }
+
+    /// A file "a" whose ustar header says 1024 bytes of data, but whose pax
+    /// header says `size=0`; those 1024 bytes hold a complete header of a
+    /// member `../evil`, then a zero block.
+    fn hidden_member() -> Vec<u8> {
+        Tar::new()
+            .pax("size", "0")
+            .file("a", &hiding_data())
+            .bytes()
+    }
+
+    /// A complete header of a member `../evil`, then a zero block.
+    fn hiding_data() -> Vec<u8> {
+        let mut evil = tar::Header::new_ustar();
+        evil.as_ustar_mut().unwrap().name[..7].copy_from_slice(b"../evil");
+        evil.set_entry_type(EntryType::Regular);
+        evil.set_size(0);
+        evil.set_mode(0o644);
+        evil.set_cksum();
+        let mut data = evil.as_bytes().to_vec();
+        data.extend_from_slice(&[0u8; 512]);
+        data
     }
 
     fn good_tree() -> Tar {
@@ -650,6 +800,132 @@ mod tests {
         h.set_cksum();
         t.0.append(&h, format!("{long}\0").as_bytes()).unwrap();
         refused(t.file("short", b"x"), &long, "\"..\"");
+    }
+
+    #[test]
+    fn a_pax_size_sets_the_data_length_as_gnu_tar_takes_it() {
+        let bytes = hidden_member();
+        let e = validate(&mut &bytes[..]).unwrap_err();
+        assert!(matches!(e, ImageError::UnsafeTarEntry { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("\"../evil\""), "{msg}");
+        assert!(msg.contains("\"..\""), "{msg}");
+        // A pax size equal to the header's is what tars write for big
+        // files; it changes nothing.
+        let t = Tar::new().pax("size", "700").file("big", &[3u8; 700]);
+        let s = t.validate().unwrap();
+        assert_eq!((s.entries, s.bytes), (1, 700));
+        let t = Tar::new().pax("size", "0x10").file("f", b"x");
+        let msg = t.validate().unwrap_err().to_string();
+        assert!(msg.contains("size"), "{msg}");
+    }
+
+    #[test]
+    fn gnu_tar_sees_the_member_hidden_by_a_pax_size() {
+        // Documents why the validator must honour a pax size: GNU tar
+        // (which extracts) reads the bytes after "a" as a member.
+        if std::process::Command::new("tar")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("GNU tar not installed; skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hidden.tar");
+        std::fs::write(&path, hidden_member()).unwrap();
+        let out = std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(listed.lines().any(|l| l == "../evil"), "{listed}");
+    }
+
+    #[test]
+    fn gnu_tar_sparse_files_count_at_their_real_size() {
+        if std::process::Command::new("tar")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("GNU tar not installed; skipped");
+            return;
+        }
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let f = File::create(root.join("holes")).unwrap();
+        f.set_len(1 << 20).unwrap();
+        f.write_at(b"head", 0).unwrap();
+        f.write_at(b"tail", (1 << 20) - 4).unwrap();
+        std::fs::write(root.join("after"), b"after").unwrap();
+        for args in [
+            &["--format=gnu"][..],
+            &["--format=posix", "--sparse-version=0.0"],
+            &["--format=posix", "--sparse-version=0.1"],
+            &["--format=posix", "--sparse-version=1.0"],
+        ] {
+            let out = dir.path().join("t.tar");
+            let st = std::process::Command::new("tar")
+                .args(args)
+                .arg("--sparse")
+                .arg("-cf")
+                .arg(&out)
+                .arg("-C")
+                .arg(&root)
+                .args(["holes", "after"])
+                .status()
+                .unwrap();
+            assert!(st.success(), "{args:?}");
+            let bytes = std::fs::read(&out).unwrap();
+            let s = validate(&mut &bytes[..]).unwrap();
+            assert_eq!((s.entries, s.bytes), (2, (1 << 20) + 5), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn links_dirs_and_devices_carry_no_data() {
+        // GNU tar extracts these without reading any data, so bytes after
+        // their header are read as the next member, as for a pax size=0.
+        for kind in [
+            EntryType::Link,
+            EntryType::Symlink,
+            EntryType::Char,
+            EntryType::Block,
+            EntryType::Directory,
+            EntryType::Fifo,
+        ] {
+            let link = matches!(kind, EntryType::Link | EntryType::Symlink).then_some("tgt");
+            let t = Tar::new().add(kind, "m", link, &hiding_data());
+            refused(t, "m", "carries 1024 bytes of data");
+        }
+    }
+
+    #[test]
+    fn global_pax_headers_may_not_set_names_or_sizes() {
+        for (key, value) in [
+            ("path", "../x"),
+            ("linkpath", "/tmp"),
+            ("size", "0"),
+            ("GNU.sparse.name", "x"),
+            ("GNU.sparse.realsize", "10"),
+        ] {
+            let t = Tar::new().pax_global(key, value).file("f", b"x");
+            refused(
+                t,
+                "pax_global_hd",
+                &format!("a global pax header setting {key}, which imgbase refuses"),
+            );
+        }
+        let t = Tar::new()
+            .pax_global("comment", "built by mkimage")
+            .pax_global("mtime", "1700000000")
+            .file("f", b"x");
+        assert_eq!(t.validate().unwrap().entries, 1);
     }
 
     #[test]

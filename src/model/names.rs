@@ -13,7 +13,10 @@ use std::str::FromStr;
 /// names to 55 characters so that those stay within the kernel's limit.
 pub const MAX_LV_NAME_LEN: usize = 55;
 
-/// Characters LVM accepts in an LV name, as shown in error messages.
+/// Longest VG name LVM accepts (NAME_LEN less the terminating NUL).
+pub const MAX_VG_NAME_LEN: usize = 127;
+
+/// Characters LVM accepts in an LV or VG name, as shown in error messages.
 const ALLOWED_CHARS: &str = "a-z A-Z 0-9 + _ . -";
 
 /// Whole names LVM reserves for itself.
@@ -34,10 +37,12 @@ const RESERVED_SUBSTRINGS: [&str; 14] = [
 pub enum NameError {
     #[error("invalid name {0:?}: a name must not be empty")]
     Empty(String),
-    #[error(
-        "invalid name {name:?}: it is {len} characters long, the limit is {MAX_LV_NAME_LEN} characters"
-    )]
-    TooLong { name: String, len: usize },
+    #[error("invalid name {name:?}: it is {len} characters long, the limit is {limit} characters")]
+    TooLong {
+        name: String,
+        len: usize,
+        limit: usize,
+    },
     #[error("invalid name {name:?}: character {ch:?} is not allowed (use {ALLOWED_CHARS})")]
     BadChar { name: String, ch: char },
     #[error("invalid name {0:?}: a name must not start with '-'")]
@@ -377,26 +382,7 @@ impl From<LayerName> for ImageName {
 /// Checks LVM's logical-volume name rules plus imgbased's length limit, so a
 /// bad name is refused before anything is created.
 pub fn validate_lv_name(name: &str) -> Result<(), NameError> {
-    if name.is_empty() {
-        return Err(NameError::Empty(name.to_owned()));
-    }
-    let len = name.chars().count();
-    if len > MAX_LV_NAME_LEN {
-        return Err(NameError::TooLong {
-            name: name.to_owned(),
-            len,
-        });
-    }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '_' | '.' | '-');
-    if let Some(ch) = name.chars().find(|c| !allowed(*c)) {
-        return Err(NameError::BadChar {
-            name: name.to_owned(),
-            ch,
-        });
-    }
-    if name.starts_with('-') {
-        return Err(NameError::LeadingHyphen(name.to_owned()));
-    }
+    validate_lvm_name(name, MAX_LV_NAME_LEN)?;
     if RESERVED_NAMES.contains(&name) {
         return Err(NameError::Reserved(name.to_owned()));
     }
@@ -411,6 +397,43 @@ pub fn validate_lv_name(name: &str) -> Result<(), NameError> {
             name: name.to_owned(),
             substring,
         });
+    }
+    Ok(())
+}
+
+/// Checks LVM's volume-group name rules. VG names reach lvm's command
+/// line, so one starting with '-' would be read as an option.
+pub fn validate_vg_name(name: &str) -> Result<(), NameError> {
+    validate_lvm_name(name, MAX_VG_NAME_LEN)?;
+    if name == "." || name == ".." {
+        return Err(NameError::Reserved(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// The rules LV and VG names share: not empty, at most `limit`
+/// characters, only ALLOWED_CHARS, no leading '-'.
+fn validate_lvm_name(name: &str, limit: usize) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty(name.to_owned()));
+    }
+    let len = name.chars().count();
+    if len > limit {
+        return Err(NameError::TooLong {
+            name: name.to_owned(),
+            len,
+            limit,
+        });
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '_' | '.' | '-');
+    if let Some(ch) = name.chars().find(|c| !allowed(*c)) {
+        return Err(NameError::BadChar {
+            name: name.to_owned(),
+            ch,
+        });
+    }
+    if name.starts_with('-') {
+        return Err(NameError::LeadingHyphen(name.to_owned()));
     }
     Ok(())
 }
@@ -791,6 +814,28 @@ mod tests {
                 })
             );
             assert!(msg(&name).contains(&format!("names containing {sub:?} are reserved")));
+        }
+    }
+
+    #[test]
+    fn vg_names() {
+        for ok in ["HostVG", "onn", "vg_0.a+b-c", "snapshot", "a_tdata", "..."] {
+            assert_eq!(validate_vg_name(ok), Ok(()), "{ok:?}");
+        }
+        assert_eq!(validate_vg_name(&"v".repeat(MAX_VG_NAME_LEN)), Ok(()));
+        let long = "v".repeat(MAX_VG_NAME_LEN + 1);
+        assert!(
+            validate_vg_name(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("the limit is 127")
+        );
+        assert_eq!(
+            validate_vg_name("-a"),
+            Err(NameError::LeadingHyphen("-a".into()))
+        );
+        for bad in ["", ".", "..", "a/b", "a b", "é"] {
+            assert!(validate_vg_name(bad).is_err(), "{bad:?}");
         }
     }
 
