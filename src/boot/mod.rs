@@ -51,6 +51,11 @@ pub enum BootError {
         if skipped.is_empty() { String::new() } else { format!("; without initramfs: {}", skipped.join(", ")) }
     )]
     NoKernel { layer: String, skipped: Vec<String> },
+    #[error(
+        "refusing to write a boot entry: the {what} {value:?} holds a control character; \
+         boot loader files take printable text only, so remove it"
+    )]
+    ControlChar { what: String, value: String },
     #[error("{0}")]
     Tool(String),
     #[error("{path}: {source}")]
@@ -144,6 +149,26 @@ fn parent_dir(path: &Path) -> &Path {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     }
+}
+
+/// Refuse a value bound for a loader file if it holds an ASCII control
+/// character (below 0x20, or DEL). Loader files are line based: a newline
+/// in a kernel version, title or argument would let it add lines (an
+/// `initrd`, a `menuentry`) of its own; the other controls have no business
+/// there and some parsers treat them as blanks or line ends.
+pub(crate) fn refuse_control(what: &str, value: &str) -> Result<(), BootError> {
+    if value.chars().any(is_control) {
+        return Err(BootError::ControlChar {
+            what: what.to_string(),
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// An ASCII control character: what [`refuse_control`] refuses.
+pub(crate) fn is_control(c: char) -> bool {
+    c < ' ' || c == '\x7f'
 }
 
 /// An I/O error at `path`, for `map_err`.
