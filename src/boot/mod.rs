@@ -37,11 +37,12 @@ pub enum BootError {
     GrubEnvFull { need: usize, size: usize },
     #[error(
         "{name:?} cannot be a GRUB environment variable name (it must be non-empty, \
-         not start with '#' and hold no '=' or newline)"
+         not start with '#' and hold no '=' or control character)"
     )]
     BadEnvName { name: String },
     #[error(
-        "the value of the GRUB environment variable {name} holds a newline, which imgbase refuses"
+        "the value of the GRUB environment variable {name} holds a control character \
+         (a newline, tab, escape...), which imgbase refuses; use a value without one"
     )]
     BadEnvValue { name: String },
     #[error(
