@@ -15,6 +15,7 @@
 use std::fmt;
 
 use super::cmdline::Cmdline;
+use super::{BootError, refuse_control};
 
 /// What ends a key and separates it from its value. `\r` counts so that a
 /// file with CRLF line ends parses to the same keys and values.
@@ -145,25 +146,34 @@ impl Entry {
     /// A new entry with the keys in the conventional order: title, version,
     /// linux, each initrd, options. Paths are as the loader sees them,
     /// relative to the root of the filesystem holding the entries' /boot
-    /// (`/vmlinuz-6.1.0`).
+    /// (`/vmlinuz-6.1.0`). A value holding a control character is refused
+    /// ([`BootError::ControlChar`]).
     pub fn new(
         title: &str,
         version: &str,
         linux: &str,
         initrds: &[String],
         options: &Cmdline,
-    ) -> Entry {
+    ) -> Result<Entry, BootError> {
+        let options = options.to_string();
+        refuse_control("title", title)?;
+        refuse_control("kernel version", version)?;
+        refuse_control("kernel path", linux)?;
+        for i in initrds {
+            refuse_control("initrd path", i)?;
+        }
+        refuse_control("kernel arguments", &options)?;
         let mut lines = vec![
             Line::pair("title", title),
             Line::pair("version", version),
             Line::pair("linux", linux),
         ];
         lines.extend(initrds.iter().map(|i| Line::pair("initrd", i)));
-        lines.push(Line::pair("options", &options.to_string()));
-        Entry {
+        lines.push(Line::pair("options", &options));
+        Ok(Entry {
             lines,
             final_newline: true,
-        }
+        })
     }
 
     pub fn lines(&self) -> &[Line] {
@@ -190,8 +200,9 @@ impl Entry {
     /// Give the first line with this key the value `value`, keeping its
     /// place and whitespace; append `key value` if there is none. Later
     /// lines with the same key stay (use [`Entry::set_all`] for one).
-    pub fn set(&mut self, key: &str, new: &str) {
-        debug_assert!(!new.contains('\n'), "a BLS value is one line");
+    /// A value holding a control character is refused, the entry unchanged.
+    pub fn set(&mut self, key: &str, new: &str) -> Result<(), BootError> {
+        refuse_control(&format!("{key} value"), new)?;
         match self.lines.iter_mut().find(|l| l.key() == Some(key)) {
             Some(Line::Pair { sep, value, .. }) => {
                 // "key" alone, or a separator only a CR: loaders split
@@ -203,12 +214,17 @@ impl Entry {
             }
             _ => self.append(Line::pair(key, new)),
         }
+        Ok(())
     }
 
     /// Make `values` the lines with this key: they take the place of the
     /// first such line (or go at the end), every other such line goes.
-    /// For repeated keys such as `initrd`.
-    pub fn set_all(&mut self, key: &str, values: &[String]) {
+    /// For repeated keys such as `initrd`. As [`Entry::set`], a control
+    /// character in any value is refused before anything changes.
+    pub fn set_all(&mut self, key: &str, values: &[String]) -> Result<(), BootError> {
+        for v in values {
+            refuse_control(&format!("{key} value"), v)?;
+        }
         let new = values.iter().map(|v| Line::pair(key, v));
         match self.lines.iter().position(|l| l.key() == Some(key)) {
             Some(first) => {
@@ -221,6 +237,7 @@ impl Entry {
                 }
             }
         }
+        Ok(())
     }
 
     /// Remove every line with this key; how many there were.
@@ -260,8 +277,11 @@ impl Entry {
 
     /// Write the command line into the first `options` line and drop any
     /// others (their arguments are expected in `options`, as read by
-    /// [`Entry::options`]).
-    pub fn set_options(&mut self, options: &Cmdline) {
+    /// [`Entry::options`]). Refused, the entry unchanged, if the line
+    /// would hold a control character.
+    pub fn set_options(&mut self, options: &Cmdline) -> Result<(), BootError> {
+        let options = options.to_string();
+        refuse_control("kernel arguments", &options)?;
         let first = self.lines.iter().position(|l| l.key() == Some("options"));
         let mut i = 0;
         self.lines.retain(|l| {
@@ -269,7 +289,7 @@ impl Entry {
             i += 1;
             keep
         });
-        self.set("options", &options.to_string());
+        self.set("options", &options)
     }
 }
 
@@ -372,9 +392,9 @@ id fedora-20231010-6.5.6-300.fc39.x86_64";
         let mut e = Entry::parse(FEDORA);
         let mut opts = e.options();
         opts.set("root", "/dev/fedora/L+1");
-        e.set_options(&opts);
-        e.set("title", "Layer L+1");
-        e.set("sort-key", "imgbase");
+        e.set_options(&opts).unwrap();
+        e.set("title", "Layer L+1").unwrap();
+        e.set("sort-key", "imgbase").unwrap();
         let want = FEDORA
             .replace(
                 "options root=/dev/mapper/fedora-root ro rd.lvm.lv=fedora/root   ",
@@ -409,29 +429,29 @@ id fedora-20231010-6.5.6-300.fc39.x86_64";
         assert_eq!(Entry::parse("\n").to_string(), "\n");
         assert_eq!(Entry::parse("\n\n").to_string(), "\n\n");
         let mut e = Entry::parse("");
-        e.set("title", "x");
+        e.set("title", "x").unwrap();
         assert_eq!(e.to_string(), "title x\n");
     }
 
     #[test]
     fn set_keeps_whitespace_and_appends_after_unterminated_line() {
         let mut e = Entry::parse("title\t  old  \nlinux /v");
-        e.set("title", "new");
-        e.set("options", "quiet");
+        e.set("title", "new").unwrap();
+        e.set("options", "quiet").unwrap();
         assert_eq!(e.to_string(), "title\t  new  \nlinux /v\noptions quiet\n");
         let mut e = Entry::parse("options\n");
-        e.set("options", "ro");
+        e.set("options", "ro").unwrap();
         assert_eq!(e.to_string(), "options ro\n");
     }
 
     #[test]
     fn set_all_and_remove() {
         let mut e = Entry::parse("linux /v\ninitrd /a\noptions x\ninitrd /b\n");
-        e.set_all("initrd", &["/c".into(), "/d".into()]);
+        e.set_all("initrd", &["/c".into(), "/d".into()]).unwrap();
         assert_eq!(e.to_string(), "linux /v\ninitrd /c\ninitrd /d\noptions x\n");
         assert_eq!(e.remove("initrd"), 2);
         assert_eq!(e.remove("initrd"), 0);
-        e.set_all("initrd", &["/e".into()]);
+        e.set_all("initrd", &["/e".into()]).unwrap();
         assert_eq!(e.to_string(), "linux /v\noptions x\ninitrd /e\n");
     }
 
@@ -441,7 +461,7 @@ id fedora-20231010-6.5.6-300.fc39.x86_64";
         assert_eq!(e.options().to_string(), "a=1 b c");
         let mut o = e.options();
         o.remove("b");
-        e.set_options(&o);
+        e.set_options(&o).unwrap();
         assert_eq!(e.to_string(), "options a=1 c\ntitle t\n");
     }
 
@@ -453,7 +473,8 @@ id fedora-20231010-6.5.6-300.fc39.x86_64";
             "/vmlinuz-6.1.0-18-amd64",
             &["/initrd.img-6.1.0-18-amd64".into(), "/extra.img".into()],
             &Cmdline::root_args("HostVG", "Node-2.0-0+1"),
-        );
+        )
+        .unwrap();
         assert_eq!(
             e.to_string(),
             "title Node 2.0 (Node-2.0-0+1)\n\
@@ -465,6 +486,52 @@ id fedora-20231010-6.5.6-300.fc39.x86_64";
              imgbase.layer=Node-2.0-0+1\n"
         );
         assert_eq!(Entry::parse(&e.to_string()), e);
+    }
+
+    /// Values that could add lines to the file (or that loaders read as
+    /// blanks or line ends).
+    const BAD: [&str; 7] = ["a\nb", "a\rb", "a\tb", "a\x1bb", "a\x7fb", "a\0b", "\n"];
+
+    #[test]
+    fn control_characters_are_refused_and_change_nothing() {
+        let opts = Cmdline::root_args("VG", "L+1");
+        let e = Entry::new("t", "1\ninitrd /etc/shadow", "/v", &[], &opts).unwrap_err();
+        assert!(
+            matches!(&e, BootError::ControlChar { what, .. } if what == "kernel version"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string().lines().count(), 1, "{e}");
+        assert!(e.to_string().contains(r#""1\ninitrd /etc/shadow""#), "{e}");
+        for bad in BAD {
+            assert!(Entry::new(bad, "1", "/v", &[], &opts).is_err(), "{bad:?}");
+            assert!(Entry::new("t", bad, "/v", &[], &opts).is_err(), "{bad:?}");
+            assert!(Entry::new("t", "1", bad, &[], &opts).is_err(), "{bad:?}");
+            assert!(Entry::new("t", "1", "/v", &["/i".into(), bad.into()], &opts).is_err());
+            let mut o = opts.clone();
+            o.set("x", bad);
+            assert!(Entry::new("t", "1", "/v", &[], &o).is_err(), "{bad:?}");
+
+            let mut e = Entry::parse("title t\ninitrd /i\n");
+            assert!(e.set("title", bad).is_err(), "{bad:?}");
+            assert!(e.set("new", bad).is_err(), "{bad:?}");
+            assert!(e.set_all("initrd", &["/ok".into(), bad.into()]).is_err());
+            assert!(e.set_options(&o).is_err(), "{bad:?}");
+            assert_eq!(e.to_string(), "title t\ninitrd /i\n");
+        }
+    }
+
+    #[test]
+    fn printable_values_are_written_as_given() {
+        let title = "Bob's \"node\" # ünïcode ✓ $x";
+        let e = Entry::new(title, "6.1", "/v", &[], &Cmdline::parse("a=\"b c\"")).unwrap();
+        assert_eq!(e.title(), Some(title));
+        assert_eq!(
+            e.to_string(),
+            format!("title {title}\nversion 6.1\nlinux /v\noptions a=\"b c\"\n")
+        );
+        let mut e = Entry::parse("title t\n");
+        e.set("title", "é \"q\"").unwrap();
+        assert_eq!(e.to_string(), "title é \"q\"\n");
     }
 
     #[test]
@@ -516,7 +583,7 @@ id fedora-20231010-6.5.6-300.fc39.x86_64";
         fn set_then_get(text in "(?s).{0,100}", key in "[a-z]{1,4}", value in "[a-z =]{0,8}") {
             let value = value.trim_matches(is_blank).to_string();
             let mut e = Entry::parse(&text);
-            e.set(&key, &value);
+            e.set(&key, &value).unwrap();
             prop_assert_eq!(e.get(&key), Some(value.as_str()));
             let reparsed = Entry::parse(&e.to_string());
             prop_assert_eq!(reparsed.get(&key), Some(value.as_str()));

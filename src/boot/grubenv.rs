@@ -16,7 +16,7 @@
 use std::io;
 use std::path::Path;
 
-use super::{BootError, io_at, write_atomic};
+use super::{BootError, io_at, is_control, write_atomic};
 
 /// The size of the block, fixed by GRUB.
 pub const SIZE: usize = 1024;
@@ -136,16 +136,21 @@ impl GrubEnv {
     }
 
     /// Set a variable in place, or append it (as grub-editenv does).
-    /// Values may hold spaces and backslashes; a newline is refused (GRUB
-    /// could store it, but nothing imgbase sets needs one and a newline in
-    /// an entry id is a bug).
+    /// Values may hold spaces and backslashes; control characters are
+    /// refused (GRUB could store a newline, but nothing imgbase sets needs
+    /// one, a control character in an entry id is a bug, and grub's
+    /// script would see the value when it expands `${saved_entry}`).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), BootError> {
-        if name.is_empty() || name.starts_with('#') || name.contains(['=', '\n']) {
+        if name.is_empty()
+            || name.starts_with('#')
+            || name.contains('=')
+            || name.contains(is_control)
+        {
             return Err(BootError::BadEnvName {
                 name: name.to_string(),
             });
         }
-        if value.contains('\n') {
+        if value.contains(is_control) {
             return Err(BootError::BadEnvValue {
                 name: name.to_string(),
             });
@@ -418,10 +423,18 @@ mod tests {
                 Err(BootError::BadEnvName { .. })
             ));
         }
-        assert!(matches!(
-            env.set("a", "x\ny"),
-            Err(BootError::BadEnvValue { .. })
-        ));
+        for value in ["x\ny", "x\x1by", "x\ry", "x\ty", "x\x7fy", "\0"] {
+            assert!(
+                matches!(env.set("a", value), Err(BootError::BadEnvValue { .. })),
+                "{value:?}"
+            );
+        }
+        for name in ["a\x1b", "a\tb", "a\x7f"] {
+            assert!(
+                matches!(env.set(name, "v"), Err(BootError::BadEnvName { .. })),
+                "{name:?}"
+            );
+        }
         assert_eq!(env, GrubEnv::new());
         env.set("a", "1").unwrap();
         env.set("b", "2").unwrap();

@@ -20,7 +20,7 @@ use super::bls::{self, Entry};
 use super::grubenv::GrubEnv;
 use super::grubmenu::{self, MenuEntry};
 use super::kernels::{Installed, Store, initrd_name, linux_name};
-use super::{BootError, io_at, write_atomic};
+use super::{BootError, io_at, refuse_control, write_atomic};
 use crate::model::names::LayerName;
 
 /// The loaders imgbase writes entries for.
@@ -207,17 +207,18 @@ impl Boot {
                         })
                     })
                     .collect();
+                // Rendered (and so checked) before anything is made.
+                let menu = grubmenu::render(&entries, "")?;
                 let path = self.menu_path();
                 fs::create_dir_all(self.grub_dir()).map_err(io_at(&self.grub_dir()))?;
-                write_atomic(&path, grubmenu::render(&entries, "").as_bytes()).map_err(io_at(&path))
+                write_atomic(&path, menu.as_bytes()).map_err(io_at(&path))
             }
             Loader::GrubBls | Loader::SystemdBoot => {
-                let dir = self.entries_dir();
-                fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-                let mut wanted = Vec::new();
+                // Every entry is made (and so checked) before any is
+                // written: a bad value in one layer leaves /boot as it was.
+                let mut entries = Vec::new();
                 for l in layers {
                     for (i, k) in l.kernels.iter().enumerate() {
-                        let name = bls::entry_file_name(&l.layer, k);
                         let mut t = title(&l.layer);
                         if i > 0 {
                             t.push_str(&format!(", kernel {k}"));
@@ -228,15 +229,21 @@ impl Boot {
                             &self.loader_path(&l.layer, &linux_name(k)),
                             &[self.loader_path(&l.layer, &initrd_name(k))],
                             &l.options,
-                        );
-                        let path = dir.join(&name);
-                        // An unchanged file is not rewritten.
-                        if fs::read_to_string(&path).ok().as_deref() != Some(&entry.to_string()) {
-                            write_atomic(&path, entry.to_string().as_bytes())
-                                .map_err(io_at(&path))?;
-                        }
-                        wanted.push(name);
+                        )?;
+                        // Named after the check: the name holds the version.
+                        entries.push((bls::entry_file_name(&l.layer, k), entry.to_string()));
                     }
+                }
+                let dir = self.entries_dir();
+                fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+                let mut wanted = Vec::new();
+                for (name, text) in entries {
+                    let path = dir.join(&name);
+                    // An unchanged file is not rewritten.
+                    if fs::read_to_string(&path).ok().as_deref() != Some(&text) {
+                        write_atomic(&path, text.as_bytes()).map_err(io_at(&path))?;
+                    }
+                    wanted.push(name);
                 }
                 for name in self.our_entry_files()? {
                     if !wanted.contains(&name) {
@@ -347,6 +354,7 @@ impl Boot {
                     .map(String::from)
                     .collect();
                 if let Some(id) = id {
+                    refuse_control("default entry id", id)?;
                     lines.push(format!("default {id}.conf"));
                 }
                 let text = lines.join("\n") + "\n";
@@ -541,6 +549,64 @@ mod tests {
         assert!(dir.join("fedora-6.0.conf").exists());
         assert!(!dir.join("imgbase-N-1-0+2-6.2.conf").exists());
         assert_eq!(b.written_layers().unwrap(), ["N-1-0+1"]);
+    }
+
+    /// Every file under `dir` (none if it is missing).
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    out.extend(files_under(&p));
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_kernel_version_with_a_newline_writes_no_entry() {
+        for kver in ["1\ninitrd /etc/shadow", "6.1\ninitrd evil"] {
+            let (t, b) = boot(Loader::GrubBls);
+            // A good layer first: nothing is written for it either.
+            let layers = [
+                installed("N-1-0+1", &["6.1"]),
+                installed("N-1-0+2", &[kver]),
+            ];
+            let e = b.write_entries(&layers).unwrap_err();
+            assert!(
+                matches!(&e, BootError::ControlChar { what, .. } if what == "kernel version"),
+                "{e:?}"
+            );
+            assert_eq!(files_under(&t.path().join("loader")), Vec::<PathBuf>::new());
+        }
+    }
+
+    #[test]
+    fn a_layer_name_with_a_newline_writes_no_entry() {
+        for loader in [Loader::Grub, Loader::GrubBls, Loader::SystemdBoot] {
+            let (t, b) = boot(loader);
+            let e = b
+                .write_entries(&[installed("N-1-0+1\ntitle x", &["6.1"])])
+                .unwrap_err();
+            assert!(
+                matches!(e, BootError::ControlChar { .. }),
+                "{loader}: {e:?}"
+            );
+            assert_eq!(files_under(t.path()), Vec::<PathBuf>::new(), "{loader}");
+        }
+        let (t, b) = boot(Loader::SystemdBoot);
+        fs::create_dir_all(t.path().join("loader")).unwrap();
+        fs::write(t.path().join("loader/loader.conf"), "timeout 3\n").unwrap();
+        let e = b.set_default(Some("imgbase-x\ntimeout 0")).unwrap_err();
+        assert!(matches!(e, BootError::ControlChar { .. }), "{e:?}");
+        assert_eq!(
+            fs::read_to_string(t.path().join("loader/loader.conf")).unwrap(),
+            "timeout 3\n"
+        );
     }
 
     #[test]
