@@ -365,3 +365,160 @@ fn bls_entries_leave_foreign_ones_alone() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(!report.contains("fedora"), "{report}");
 }
+
+/// A base `nvr` imported from a tree that `build` fills (after making
+/// boot/ and etc/kernel/); no boot handling is involved in the import.
+fn evil_base(n: &Node, nvr: &str, build: impl FnOnce(&Path)) {
+    let tree = n._work.trees().join(nvr);
+    for d in ["boot", "etc/kernel"] {
+        fs::create_dir_all(tree.join(d)).unwrap();
+    }
+    build(&tree);
+    let img = ext4_image(&tree, &n._work.file(&format!("{nvr}.ext4")), 32);
+    n.vg.ok(&["base", "--add", nvr, "--from", s(&img)]);
+}
+
+#[test]
+#[ignore = "guest tier: run by tests/run"]
+fn hostile_layers_put_nothing_of_the_host_into_boot() {
+    use std::os::unix::fs::symlink;
+    let n = node("ibboot5", "grub", 64);
+    let l1 = format!("{BASE}+1");
+    n.ok(&["layer", "--add", BASE]);
+    n.ok(&["boot", "--set-default", &l1]);
+    let shadow = fs::read("/etc/shadow").unwrap();
+
+    // Kernel and initramfs linking to the host's /etc/shadow.
+    evil_base(&n, "Evil-1.0-0", |t| {
+        symlink("/etc/shadow", t.join(format!("boot/vmlinuz-{KVER}"))).unwrap();
+        symlink("/etc/shadow", t.join(format!("boot/initrd.img-{KVER}"))).unwrap();
+        fs::write(t.join("etc/shadow"), "root:layer-own").unwrap();
+    });
+    n.refused(&["layer", "--add", "Evil-1.0-0"], "leads outside");
+    // Only the initramfs links out, by a climbing relative link.
+    evil_base(&n, "Evil-2.0-0", |t| {
+        fs::write(t.join(format!("boot/vmlinuz-{KVER}")), "kernel").unwrap();
+        symlink(
+            "../../../../../../../etc/shadow",
+            t.join(format!("boot/initrd.img-{KVER}")),
+        )
+        .unwrap();
+    });
+    n.refused(&["layer", "--add", "Evil-2.0-0"], "leads outside");
+    // The layer's kernel arguments linking to the host's /etc/shadow.
+    evil_base(&n, "Evil-3.0-0", |t| {
+        fs::write(t.join(format!("boot/vmlinuz-{KVER}")), "kernel").unwrap();
+        fs::write(t.join(format!("boot/initrd.img-{KVER}")), "initrd").unwrap();
+        symlink("/etc/shadow", t.join("etc/kernel/cmdline")).unwrap();
+    });
+    n.refused(&["layer", "--add", "Evil-3.0-0"], "leads outside");
+    // Nothing of the host's shadow landed anywhere under /boot.
+    assert!(!shadow.is_empty());
+    for (p, bytes) in files(&n.boot) {
+        assert!(
+            !bytes.windows(shadow.len()).any(|w| w == shadow.as_slice()),
+            "{} holds the host's /etc/shadow",
+            p.display()
+        );
+    }
+
+    // A kernel version with a newline, under grub-bls: refused, no entry.
+    evil_base(&n, "Evil-4.0-0", |t| {
+        fs::write(t.join("boot/vmlinuz-1\ninitrd x"), "kernel").unwrap();
+        fs::write(t.join("boot/initrd.img-1\ninitrd x"), "initrd").unwrap();
+    });
+    let bls = n._work.path().join("bls-boot");
+    fs::create_dir_all(bls.join("loader/entries")).unwrap();
+    fs::create_dir_all(bls.join("grub2")).unwrap();
+    fs::write(bls.join("grub2/grub.cfg"), "insmod blscfg\nblscfg\n").unwrap();
+    let before = files(&bls);
+    n.vg.refused(
+        &[
+            "--loader",
+            "grub-bls",
+            "--boot-dir",
+            s(&bls),
+            "layer",
+            "--add",
+            "Evil-4.0-0",
+        ],
+        "control characters",
+    );
+    assert_eq!(files(&bls), before, "a refused layer changed the BLS /boot");
+
+    // A grubenv that is a symlink (EL UEFI layouts): its target is
+    // updated, the link stays.
+    let efi = n.boot.join("efi");
+    fs::create_dir_all(&efi).unwrap();
+    let env = n.boot.join("grub/grubenv");
+    fs::rename(&env, efi.join("grubenv")).unwrap();
+    symlink("../efi/grubenv", &env).unwrap();
+    n.ok(&["layer", "--add", BASE]);
+    let l2 = format!("{BASE}+2");
+    n.ok(&["boot", "--set-default", &l2]);
+    assert!(fs::symlink_metadata(&env).unwrap().file_type().is_symlink());
+    assert!(
+        n.env().contains(&format!("saved_entry={l2}")),
+        "{}",
+        n.env()
+    );
+
+    // The VG's layers have entries: without /boot (no loader found) a
+    // command that would change them is refused, nothing changed.
+    let empty = n._work.path().join("no-boot");
+    fs::create_dir_all(&empty).unwrap();
+    n.vg.refused(
+        &[
+            "--loader",
+            "auto",
+            "--boot-dir",
+            s(&empty),
+            "layer",
+            "--remove",
+            &l1,
+        ],
+        "boot entries",
+    );
+    n.vg.refused(
+        &[
+            "--loader",
+            "auto",
+            "--boot-dir",
+            s(&empty),
+            "layer",
+            "--add",
+            BASE,
+        ],
+        "mount /boot",
+    );
+
+    // A lock file planted as a symlink by another user: refused, its
+    // target untouched; a lock in a directory others can write: refused.
+    let dir = PathBuf::from("/run/imgbase-test-evil");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let victim = n._work.file("victim");
+    fs::write(&victim, "precious").unwrap();
+    let lock = dir.join("imgbase.lock");
+    symlink(&victim, &lock).unwrap();
+    sh("chown", &["-h", "65534:65534", s(&lock)]);
+    n.vg.refused(
+        &["--lock-file", s(&lock), "layer", "--add", BASE],
+        "symlink",
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    let open = n._work.path().join("open-dir");
+    fs::create_dir_all(&open).unwrap();
+    sh("chmod", &["1777", s(&open)]);
+    n.vg.refused(
+        &[
+            "--lock-file",
+            s(&open.join("imgbase.lock")),
+            "layer",
+            "--add",
+            BASE,
+        ],
+        "writable by group or others",
+    );
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -700,6 +700,12 @@ fn url_imports_retry_resume_and_give_up() {
     let tb = sample_tree(&w, "b", Some("Node-3.0-0"));
     add_payload(&tb, 4, 12);
     let b = ext4_image(&tb, &srv_dir.join("b.raw"), 24);
+    // An image from a URL is verified against the SHA256SUMS beside it.
+    fs::write(
+        srv_dir.join("SHA256SUMS"),
+        format!("{}  a.raw\n{}  b.raw\n", sha256_hex(&a), sha256_hex(&b)),
+    )
+    .unwrap();
     let srv = HttpServer::start(
         &srv_dir,
         &ServeOpts {
@@ -753,12 +759,16 @@ fn url_imports_retry_resume_and_give_up() {
     fs::copy(&a, srv_dir.join("busy.raw")).unwrap();
     refused_clean(
         &vg,
-        &add_args(Some("Node-9.0-0"), &srv.url("missing.raw"), &[]),
+        &add_args(
+            Some("Node-9.0-0"),
+            &srv.url("missing.raw"),
+            &["--no-verify"],
+        ),
         &["404", "not found"],
     );
     refused_clean(
         &vg,
-        &add_args(Some("Node-9.0-0"), &srv.url("busy.raw"), &[]),
+        &add_args(Some("Node-9.0-0"), &srv.url("busy.raw"), &["--no-verify"]),
         &["503", "unavailable"],
     );
     let tries = srv
@@ -950,4 +960,204 @@ fn images_that_do_not_fit_are_refused() {
         "does not say how much is missing: {err}"
     );
     assert_eq!(vg.ok(&["layout", "--bases"]), "Node-1.0-0\n");
+}
+
+// ---------------------------------------------------------------------------
+// Hostile images: nothing in them reaches outside them
+// ---------------------------------------------------------------------------
+
+/// A ustar header block (name, size field, type), checksummed.
+fn tar_header(name: &str, size: u64, kind: u8) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = kind;
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+fn pad(v: &mut Vec<u8>) {
+    v.resize(v.len().div_ceil(512) * 512, 0);
+}
+
+/// A pax record block ("LEN key=value\n" with LEN counting itself).
+fn pax(kind: u8, records: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (k, v) in records {
+        let rest = format!(" {k}={v}\n");
+        let mut len = rest.len() + 1;
+        while format!("{len}{rest}").len() != len {
+            len += 1;
+        }
+        body.extend_from_slice(format!("{len}{rest}").as_bytes());
+    }
+    let mut out = tar_header("./PaxHeaders/x", body.len() as u64, kind).to_vec();
+    out.extend_from_slice(&body);
+    pad(&mut out);
+    out
+}
+
+#[test]
+#[ignore = "guest tier: run by tests/run"]
+fn hostile_images_cannot_reach_outside_themselves() {
+    let w = Work::new();
+    let vg = TestVg::new("gImgEvil", 1024, 512);
+    vg.init(FIRST);
+    let secret = w.file("host-secret.img");
+    let tree = sample_tree(&w, "s", Some("Secret-1.0-0"));
+    ext4_image(&tree, &secret, 16);
+
+    // A VMDK text descriptor whose extent is a host file (or device).
+    for target in ["/etc/shadow", s(&secret), "/dev/vda"] {
+        let vmdk = w.file("evil.vmdk");
+        fs::write(
+            &vmdk,
+            format!(
+                "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n\
+                 createType=\"monolithicFlat\"\n\nRW 32768 FLAT \"{target}\" 0\n\n\
+                 ddb.virtualHWVersion = \"4\"\nddb.geometry.cylinders = \"32\"\n\
+                 ddb.geometry.heads = \"16\"\nddb.geometry.sectors = \"63\"\n\
+                 ddb.adapterType = \"ide\"\n"
+            ),
+        )
+        .unwrap();
+        refused_clean(
+            &vg,
+            &add_args(Some("Node-9.0-0"), s(&vmdk), &[]),
+            &["descriptor"],
+        );
+    }
+
+    // A liveimg whose LiveOS/rootfs.img is a symlink out of the squashfs.
+    let src = w.file("sqsrc");
+    fs::create_dir_all(src.join("LiveOS")).unwrap();
+    std::os::unix::fs::symlink(&secret, src.join("LiveOS/rootfs.img")).unwrap();
+    let sq = w.file("evil.squashfs");
+    sh(
+        "mksquashfs",
+        &[s(&src), s(&sq), "-noappend", "-quiet", "-no-progress"],
+    );
+    refused_clean(&vg, &add_args(None, s(&sq), &[]), &["leads outside"]);
+    // The same with a relative link climbing out.
+    fs::remove_file(src.join("LiveOS/rootfs.img")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../../../../../etc/passwd",
+        src.join("LiveOS/rootfs.img"),
+    )
+    .unwrap();
+    sh(
+        "mksquashfs",
+        &[s(&src), s(&sq), "-noappend", "-quiet", "-no-progress"],
+    );
+    refused_clean(
+        &vg,
+        &add_args(Some("Node-9.0-0"), s(&sq), &[]),
+        &["leads outside"],
+    );
+
+    // An ext4 image whose NVR file links to the host's NVR file: the NVR
+    // is not taken from the host.
+    let t2 = sample_tree(&w, "n", None);
+    let nvr = t2.join("usr/share/imgbase/build/meta/nvr");
+    fs::create_dir_all(nvr.parent().unwrap()).unwrap();
+    let _ = fs::remove_file(&nvr);
+    let host_nvr = w.file("host-nvr");
+    fs::write(&host_nvr, "Host-6.6-6\n").unwrap();
+    std::os::unix::fs::symlink(&host_nvr, &nvr).unwrap();
+    let img = ext4_image(&t2, &w.file("n.ext4"), 24);
+    refused_clean(&vg, &add_args(None, s(&img), &[]), &["leads outside"]);
+
+    // A tar whose pax size=0 hides a member from a validator that skips by
+    // the header's size, but not from GNU tar.
+    let mut hidden = tar_header("../escaped", 3, b'0').to_vec();
+    hidden.extend_from_slice(b"bad");
+    pad(&mut hidden);
+    let mut t = pax(b'x', &[("size", "0")]);
+    t.extend_from_slice(&tar_header("cover", hidden.len() as u64, b'0'));
+    t.extend_from_slice(&hidden);
+    t.extend_from_slice(&[0u8; 1024]);
+    let tar = w.file("hidden.tar");
+    fs::write(&tar, &t).unwrap();
+    refused_clean(
+        &vg,
+        &add_args(Some("Node-9.0-0"), s(&tar), &[]),
+        &["..", "refusing"],
+    );
+
+    // A tar whose global pax header renames what follows.
+    let mut t = pax(b'g', &[("path", "../x")]);
+    t.extend_from_slice(&tar_header("ok", 0, b'0'));
+    t.extend_from_slice(&[0u8; 1024]);
+    fs::write(&tar, &t).unwrap();
+    refused_clean(
+        &vg,
+        &add_args(Some("Node-9.0-0"), s(&tar), &[]),
+        &["global pax"],
+    );
+
+    // --vg that lvs would read as an option: a usage error, nothing run.
+    let before = vg.state();
+    let out = vg.imgbase_raw(&["--vg=-a", "base", "--add", "X-1-0", "--size", "8M"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(vg.state(), before);
+    assert_eq!(vg.ok(&["layout", "--bases"]), "Node-1.0-0\n");
+}
+
+#[test]
+#[ignore = "guest tier: run by tests/run"]
+fn url_images_must_be_verified_unless_told_not_to() {
+    let w = Work::new();
+    let vg = TestVg::new("gImgSums", 1024, 512);
+    vg.init(FIRST);
+    let srv_dir = w.file("srv");
+    fs::create_dir(&srv_dir).unwrap();
+    let ta = sample_tree(&w, "a", Some("Node-2.0-0"));
+    let a = ext4_image(&ta, &srv_dir.join("a.raw"), 24);
+    fs::write(
+        srv_dir.join("SHA256SUMS"),
+        format!("{}  a.raw\n", sha256_hex(&a)),
+    )
+    .unwrap();
+    let srv = HttpServer::start(
+        &srv_dir,
+        &ServeOpts {
+            fail_first: vec![("/SHA256SUMS".into(), 1000)],
+            ..Default::default()
+        },
+    );
+    // SHA256SUMS answers 503 (after retries): refused, not imported unchecked.
+    refused_clean(
+        &vg,
+        &add_args(None, &srv.url("a.raw"), &[]),
+        &["SHA256SUMS", "--no-verify"],
+    );
+    // With --no-verify it is imported.
+    assert_eq!(
+        add(&vg, None, &srv.url("a.raw"), &["--no-verify"]),
+        "Created Node-2.0-0\n"
+    );
+    // A SHA256SUMS that does not list the image: refused too.
+    let srv2_dir = w.file("srv2");
+    fs::create_dir(&srv2_dir).unwrap();
+    let tb = sample_tree(&w, "b", Some("Node-3.0-0"));
+    ext4_image(&tb, &srv2_dir.join("b.raw"), 24);
+    fs::write(
+        srv2_dir.join("SHA256SUMS"),
+        format!("{}  other.raw\n", "0".repeat(64)),
+    )
+    .unwrap();
+    let srv2 = HttpServer::start(&srv2_dir, &ServeOpts::default());
+    refused_clean(
+        &vg,
+        &add_args(None, &srv2.url("b.raw"), &[]),
+        &["does not list b.raw"],
+    );
 }
