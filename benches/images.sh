@@ -29,6 +29,10 @@ q lvcreate -qq --type thin-pool -L 10G --poolmetadatasize 64M -n pool "$VG"
 q lvcreate -qq -L 8G -n work "$VG"
 mkfs.ext4 -q "/dev/$VG/work"
 W=/mnt/work && mkdir -p $W && mount "/dev/$VG/work" $W
+# Bytes read from the disk holding the images (sectors read, from sysfs):
+# with caches dropped, reads of the image show up here.
+WORK_DM=$(basename "$(readlink -f "/dev/$VG/work")")
+disk_read() { awk '{ print $3 * 512 }' "/sys/block/$WORK_DM/stat"; }
 
 echo "== making images"
 mkdir -p $W/tree/usr/share/imgbase/build/meta $W/tree/etc
@@ -76,9 +80,10 @@ t0=$(now)
 "$IMGBASE" --progress none --dry-run base --add --from $W/one.img --size 2G --no-delta >/dev/null
 t_verify=$(( ($(now) - t0) / 1000000 ))
 sync; echo 3 > /proc/sys/vm/drop_caches
-p0=$(pool_used); t0=$(now)
+p0=$(pool_used); r0=$(disk_read); t0=$(now)
 "$IMGBASE" --progress none base --add --from $W/one.img --size 2G --no-delta >/dev/null
-t_ib=$(( ($(now) - t0) / 1000000 )); p_ib=$(( $(pool_used) - p0 ))
+t_ib=$(( ($(now) - t0) / 1000000 )); p_ib=$(( $(pool_used) - p0 )); r_ib=$(( $(disk_read) - r0 ))
+img_alloc=$(( $(stat -c %b $W/one.img) * 512 ))
 sync; echo 3 > /proc/sys/vm/drop_caches
 t0=$(now); sha256sum $W/one.img >/dev/null; t_sum=$(( ($(now) - t0) / 1000000 ))
 echo "dd conv=sparse bs=4M:        ${t_dd} ms, pool +$((p_dd >> 20)) MiB"
@@ -88,6 +93,7 @@ echo "  of which the write:        $((t_ib - t_verify)) ms (sparse copy, fs grow
 echo "RATIO pool allocated / fs used bytes: $(ratio $p_ib "$used")  (target <= 1.05)"
 echo "RATIO import time / dd time: $(ratio $t_ib $t_dd)  (target <= 1.0)"
 echo "RATIO import time without verification / dd time: $(ratio $((t_ib - t_verify)) $t_dd)"
+echo "READS of the image per import: $(ratio $r_ib $img_alloc)  (disk bytes read / image bytes allocated; target 1)"
 
 echo "== (b) delta import of the second image"
 p0=$(pool_used); t0=$(now)

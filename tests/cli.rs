@@ -396,3 +396,26 @@ fn boot_verbs_use_the_boot_dir() {
         "{report}"
     );
 }
+
+#[test]
+fn dry_run_export_writes_nothing() {
+    let node = FakeNode::new();
+    let out = node.dir.path().join("node.tar.zst");
+    node.cmd()
+        .args(["--dry-run", "base", "--export", "Node-2-0", "-o"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("would export base Node-2-0"));
+    assert!(!out.exists(), "--dry-run wrote {}", out.display());
+    // Only the report was read: no activation, no lock taken.
+    let calls = node.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(!node.lock().exists());
+    node.cmd()
+        .args(["--dry-run", "base", "--export", "Nope-1-0", "-o"])
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("Nope-1-0"));
+}
