@@ -34,20 +34,23 @@ pub struct RealFilesystems<'r> {
     pub runner: &'r dyn Runner,
 }
 
+/// `e2fsck -f -y`, which tune2fs and resize2fs insist on first. It exits 1
+/// when it fixed something (a replayed journal): fine.
+pub fn fsck_ext(runner: &dyn Runner, device: &str) -> Result<(), CmdError> {
+    let out = runner.output(&Cmd::new("e2fsck").args(["-f", "-y", device]))?;
+    if out.code > 1 {
+        return Err(CmdError::Failed {
+            cmd: format!("e2fsck -f -y {device}"),
+            code: out.code,
+            stderr: super::cmd::tail(&format!("{}\n{}", out.stdout, out.stderr)),
+        });
+    }
+    Ok(())
+}
+
 impl RealFilesystems<'_> {
     fn renew_ext(&self, device: &str) -> Result<(), FsError> {
-        // e2fsck exits 1 when it fixed something (a replayed journal): fine.
-        let out = self
-            .runner
-            .output(&Cmd::new("e2fsck").args(["-f", "-y", device]))?;
-        if out.code > 1 {
-            return Err(CmdError::Failed {
-                cmd: format!("e2fsck -f -y {device}"),
-                code: out.code,
-                stderr: super::cmd::tail(&format!("{}\n{}", out.stdout, out.stderr)),
-            }
-            .into());
-        }
+        fsck_ext(self.runner, device)?;
         self.runner
             .run(&Cmd::new("tune2fs").args(["-U", "random", device]))?;
         Ok(())

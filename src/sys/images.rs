@@ -577,18 +577,7 @@ impl Images for RealImages<'_> {
         }
         match fs {
             "ext2" | "ext3" | "ext4" => {
-                // resize2fs insists on a freshly checked filesystem.
-                let out = self
-                    .runner
-                    .output(&Cmd::new("e2fsck").args(["-f", "-y", device]))?;
-                if out.code > 1 {
-                    return Err(CmdError::Failed {
-                        cmd: format!("e2fsck -f -y {device}"),
-                        code: out.code,
-                        stderr: super::cmd::tail(&format!("{}\n{}", out.stdout, out.stderr)),
-                    }
-                    .into());
-                }
+                super::fs::fsck_ext(self.runner, device)?;
                 self.runner.run(&Cmd::new("resize2fs").arg(device))?;
             }
             "xfs" => {
@@ -670,9 +659,14 @@ impl RealImages<'_> {
                 // raw and import that (written sparsely, delta-capable).
                 if want_nvr {
                     let raw = self.convert_to_raw(access, qemu_format)?;
-                    let raw_access = self.recall(&raw, |_, a| Ok(a.to_path_buf()))?;
-                    if let Format::Filesystem { fs } = sniff(&raw_access)? {
-                        info.nvr = self.recall(&raw, |f, _| self.nvr_in_fs(f, &raw, &fs))?;
+                    // The /proc path lives as long as the handle `recall`
+                    // lends: use it inside only.
+                    let found = self.recall(&raw, |f, a| match sniff(a)? {
+                        Format::Filesystem { fs } => Ok(Some((self.nvr_in_fs(f, &raw, &fs)?, fs))),
+                        _ => Ok(None),
+                    })?;
+                    if let Some((nvr, fs)) = found {
+                        info.nvr = nvr;
                         info.fs_type = Some(fs.clone());
                         info.format = Format::Filesystem { fs };
                         info.path = raw;
