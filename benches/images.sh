@@ -31,8 +31,8 @@ mkfs.ext4 -q "/dev/$VG/work"
 W=/mnt/work && mkdir -p $W && mount "/dev/$VG/work" $W
 # Bytes read from the disk holding the images (sectors read, from sysfs):
 # with caches dropped, reads of the image show up here.
-WORK_DM=$(basename "$(readlink -f "/dev/$VG/work")")
-disk_read() { awk '{ print $3 * 512 }' "/sys/block/$WORK_DM/stat"; }
+WORK_DEV=$(lvm lvs --noheadings -o lv_kernel_major,lv_kernel_minor "$VG/work" | awk '{ print $1 ":" $2 }')
+disk_read() { awk '{ print $3 * 512 }' "/sys/dev/block/$WORK_DEV/stat"; }
 
 echo "== making images"
 mkdir -p $W/tree/usr/share/imgbase/build/meta $W/tree/etc
