@@ -188,16 +188,10 @@ impl Tree {
     /// (or a parent is missing or leads out).
     pub fn kind(&self, rel: &Path) -> Option<Kind> {
         let rel = relative(rel);
-        let (parent, name) = match (rel.parent(), rel.file_name()) {
-            (Some(p), Some(n)) => (p, n),
-            _ => return Some(Kind::Dir),
-        };
-        let dir = if parent.as_os_str().is_empty() {
-            rustix::io::dup(&self.dir).ok()?
-        } else {
-            self.open_at(parent, OFlags::PATH | OFlags::DIRECTORY)
-                .ok()?
-        };
+        if rel.file_name().is_none() {
+            return Some(Kind::Dir); // the root itself
+        }
+        let (dir, name) = self.parent_of(&rel)?;
         let st = rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
         Some(match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => Kind::File,
@@ -210,15 +204,23 @@ impl Tree {
     /// Where a symlink of the tree points (for messages).
     pub fn link_target(&self, rel: &Path) -> Option<PathBuf> {
         let rel = relative(rel);
-        let parent = rel.parent()?;
+        let (dir, name) = self.parent_of(&rel)?;
+        let t = rustix::fs::readlinkat(&dir, name, Vec::new()).ok()?;
+        Some(PathBuf::from(OsString::from_vec(t.into_bytes())))
+    }
+
+    /// The directory holding `rel` (opened inside the tree) and its last
+    /// component; None for the root itself, or when the parent is missing
+    /// or leads out.
+    fn parent_of<'p>(&self, rel: &'p Path) -> Option<(OwnedFd, &'p std::ffi::OsStr)> {
+        let (parent, name) = (rel.parent()?, rel.file_name()?);
         let dir = if parent.as_os_str().is_empty() {
             rustix::io::dup(&self.dir).ok()?
         } else {
             self.open_at(parent, OFlags::PATH | OFlags::DIRECTORY)
                 .ok()?
         };
-        let t = rustix::fs::readlinkat(&dir, rel.file_name()?, Vec::new()).ok()?;
-        Some(PathBuf::from(OsString::from_vec(t.into_bytes())))
+        Some((dir, name))
     }
 
     /// Names in a directory of the tree, sorted; a missing directory is
@@ -355,6 +357,9 @@ mod tests {
                 .is_not_found()
         );
         assert_eq!(tree.read_dir(Path::new("etc")).unwrap(), ["real"]);
+        assert_eq!(tree.kind(Path::new("")), Some(Kind::Dir));
+        assert_eq!(tree.kind(Path::new("etc/real")), Some(Kind::File));
+        assert_eq!(tree.kind(Path::new("nope/real")), None);
         assert!(tree.read_dir(Path::new("nope")).unwrap().is_empty());
     }
 
