@@ -23,16 +23,7 @@ pub fn plan_add(layout: &Layout, name: &str, size: u64) -> Result<Plan> {
     let nvr = parse_new_base_name(name)?;
     let name = nvr.to_string();
     check_name_free(&layout.all_names, &layout.vg, &name)?;
-    if size > layout.pool.size {
-        return Err(Error::Admission(format!(
-            "base size {} is larger than the thin pool {}/{} ({}): pass a smaller --size \
-             or grow the pool with `lvextend`",
-            human(size),
-            layout.vg,
-            layout.pool.name,
-            human(layout.pool.size)
-        )));
-    }
+    check_fits_pool(layout, size)?;
     check_pool_room(layout)?;
 
     let temp = tags::temp_name(&name);
@@ -108,16 +99,7 @@ pub fn plan_add_image(layout: &Layout, req: &FromImage) -> Result<Plan> {
             .size
             .max(layout.current_layer().map_or(0, |l| l.volume.size)),
     };
-    if size > layout.pool.size {
-        return Err(Error::Admission(format!(
-            "base size {} is larger than the thin pool {}/{} ({}): pass a smaller --size \
-             or grow the pool with `lvextend`",
-            human(size),
-            layout.vg,
-            layout.pool.name,
-            human(layout.pool.size)
-        )));
-    }
+    check_fits_pool(layout, size)?;
     if let Some(b) = layout
         .bases
         .iter()
@@ -251,6 +233,21 @@ pub fn plan_add_image(layout: &Layout, req: &FromImage) -> Result<Plan> {
     plan.commit_lv(&temp, &name, tags::BASE);
     plan.created.push(name);
     Ok(plan)
+}
+
+/// A base can never be larger than the pool that holds it.
+fn check_fits_pool(layout: &Layout, size: u64) -> Result<()> {
+    if size > layout.pool.size {
+        return Err(Error::Admission(format!(
+            "base size {} is larger than the thin pool {}/{} ({}): pass a smaller --size \
+             or grow the pool with `lvextend`",
+            human(size),
+            layout.vg,
+            layout.pool.name,
+            human(layout.pool.size)
+        )));
+    }
+    Ok(())
 }
 
 /// Bases never change: read-only, and not activated with the VG.
