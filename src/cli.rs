@@ -15,7 +15,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
                   writes the same LV tags as oVirt's imgbased.",
     after_help = "Examples:\n  imgbase layout\n  imgbase layout --init --from HostVG/root --nvr Node-1.0-0\n  \
                   imgbase base --add Node-2.0-0 --size 10G\n  imgbase layer --add Node-2.0-0\n  imgbase boot --set-default Node-2.0-0+1\n  \
-                  imgbase --dry-run --json layer --remove Node-1.0-0+1\n  imgbase w"
+                  imgbase --dry-run --json layer --remove Node-1.0-0+1\n  imgbase recover\n  imgbase w"
 )]
 pub struct Cli {
     /// Volume group to manage [default: the one tagged imgbased:vg]
@@ -54,7 +54,7 @@ pub struct Cli {
     pub lock_file: PathBuf,
     /// Progress of long writes on stderr: a bar on a terminal, or JSON lines
     #[arg(long, global = true, value_enum, default_value = "auto")]
-    pub progress: imgbase::sys::progress::ProgressMode,
+    pub progress: crate::sys::progress::ProgressMode,
     /// Where downloaded images are cached, by digest
     #[arg(
         long,
@@ -65,6 +65,16 @@ pub struct Cli {
         hide_short_help = true
     )]
     pub cache_dir: PathBuf,
+    /// Where the journal of operations is kept (`DIR/journal/`)
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/lib/imgbase",
+        env = "IMGBASE_STATE_DIR",
+        hide_short_help = true
+    )]
+    pub state_dir: PathBuf,
     /// The /boot to write kernels and boot entries into
     #[arg(
         long,
@@ -101,7 +111,7 @@ pub struct Cli {
 /// `--vg` reaches lvm's command line: refuse at parse time anything LVM
 /// would not take as a VG name (e.g. `-a`, read as an option).
 fn vg_name(s: &str) -> Result<String, String> {
-    imgbase::model::names::validate_vg_name(s)
+    crate::model::names::validate_vg_name(s)
         .map(|()| s.to_owned())
         .map_err(|e| format!("not a volume group name LVM accepts: {e}"))
 }
@@ -117,8 +127,14 @@ pub enum Command {
     /// List, choose and (re)write the layers' boot entries
     Boot(BootArgs),
     /// Report boot entries without LVs, layers without entries, orphan
-    /// files under /boot/imgbase and unfinished LVs (exit 1 if any)
+    /// files under /boot/imgbase, unfinished LVs and operations (exit 1 if
+    /// any)
     Check,
+    /// Finish or undo an operation a crash or a kill interrupted, and
+    /// clear what no operation claims (temporary LVs, unfinished tags,
+    /// leftover kernel folders, stale mounts). Every changing command does
+    /// this first; run it alone to see what it does.
+    Recover,
     /// Say which layer the running system is on
     W,
     /// Write the man page and shell completions (for packaging)

@@ -27,6 +27,8 @@ pub enum Error {
     Fetch(#[from] crate::sys::fetch::FetchError),
     #[error(transparent)]
     Boot(#[from] crate::boot::BootError),
+    #[error(transparent)]
+    Journal(#[from] crate::plan::journal::JournalError),
     #[error("no base named {name} in {vg} (see `imgbase layout --bases`)")]
     UnknownBase { name: String, vg: String },
     #[error("no layer named {name} in {vg} (see `imgbase layout --layers`)")]
@@ -44,13 +46,28 @@ pub enum Error {
         if undo_failures.is_empty() {
             "; everything this run changed was undone".to_string()
         } else {
-            format!("; undoing also failed: {} (run `imgbase recover`)", undo_failures.join("; "))
+            format!(
+                "; undoing also failed: {} (fix that, then run `imgbase recover`)",
+                undo_failures.join("; ")
+            )
         }
     )]
     Step {
         failed: String,
         undo_failures: Vec<String>,
     },
+    /// A step failed after the plan's point of no return: what came before
+    /// cannot be taken back, so the rest is done later.
+    #[error(
+        "{failed}; the operation is past its point of no return and stays in the journal: fix \
+         the cause, then `imgbase recover` finishes it"
+    )]
+    Unfinished { failed: String },
+    #[error(
+        "an interrupted operation ({summary}) could not be recovered: {failed}; fix the cause, \
+         then run `imgbase recover`"
+    )]
+    Recovery { summary: String, failed: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

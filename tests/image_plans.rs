@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use imgbase::image::detect::{Compression, Format};
 use imgbase::model::layout::Layout;
-use imgbase::plan::{Executor, Plan, Step};
+use imgbase::plan::{Executor, ImageStep, LvmStep, Plan, Step};
 use imgbase::sys::fs::FakeFilesystems;
 use imgbase::sys::images::{FakeImages, FillMode, ImageInfo};
 use imgbase::sys::lvm::{FakeLvm, Lvm, Scope};
@@ -62,7 +62,7 @@ fn fill_of(p: &Plan) -> FillMode {
     p.steps
         .iter()
         .find_map(|s| match s {
-            Step::FillImage { fill, .. } => Some(*fill),
+            Step::Image(ImageStep::FillImage { fill, .. }) => Some(*fill),
             _ => None,
         })
         .expect("a fill step")
@@ -74,24 +74,26 @@ fn same_filesystem_makes_a_delta_over_the_newest_base() {
     let info = ext4_image(Some("Node-2.0-0"));
     let p = plan(&f, &req(&info)).unwrap();
     assert_eq!(p.created, ["Node-2.0-0"]);
-    assert!(matches!(&p.steps[0], Step::Snapshot { origin, lv, tags }
+    assert!(
+        matches!(&p.steps[0], Step::Lvm(LvmStep::Snapshot { origin, lv, tags })
         if origin == "Node-1.0-0" && lv == "imgbase-tmp-Node-2.0-0"
         && tags.contains(&"imgbase:incomplete".to_string())
-        && tags.contains(&format!("imgbase:sha256={}", "bb".repeat(32)))));
+        && tags.contains(&format!("imgbase:sha256={}", "bb".repeat(32))))
+    );
     // Default size: the running (here newest) layer's 3 GiB beats the image's 1 GiB.
     assert!(
         p.steps
             .iter()
-            .any(|s| matches!(s, Step::Extend { size, .. } if *size == 3 * GIB))
+            .any(|s| matches!(s, Step::Lvm(LvmStep::Extend { size, .. }) if *size == 3 * GIB))
     );
     assert_eq!(fill_of(&p), FillMode::Delta { old_len: 2 * GIB });
     assert!(
         p.steps
             .iter()
-            .any(|s| matches!(s, Step::GrowFs { fs, .. } if fs == "ext4"))
+            .any(|s| matches!(s, Step::Image(ImageStep::GrowFs { fs, .. }) if fs == "ext4"))
     );
     let n = p.steps.len();
-    assert!(matches!(&p.steps[n - 2], Step::Rename { to, .. } if to == "Node-2.0-0"));
+    assert!(matches!(&p.steps[n - 2], Step::Lvm(LvmStep::Rename { to, .. }) if to == "Node-2.0-0"));
 }
 
 #[test]
@@ -106,7 +108,7 @@ fn no_delta_or_another_filesystem_writes_a_fresh_lv() {
         },
     )
     .unwrap();
-    assert!(matches!(&p.steps[0], Step::CreateThin { size, .. } if *size == 3 * GIB));
+    assert!(matches!(&p.steps[0], Step::Lvm(LvmStep::CreateThin { size, .. }) if *size == 3 * GIB));
     assert_eq!(fill_of(&p), FillMode::Fresh);
     let mut xfs = ext4_image(Some("Node-2.0-0"));
     xfs.format = Format::Filesystem { fs: "xfs".into() };
@@ -119,7 +121,11 @@ fn no_delta_or_another_filesystem_writes_a_fresh_lv() {
     };
     let p = plan(&f, &req(&tar)).unwrap();
     assert_eq!(fill_of(&p), FillMode::Fresh);
-    assert!(!p.steps.iter().any(|s| matches!(s, Step::GrowFs { .. })));
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| matches!(s, Step::Image(ImageStep::GrowFs { .. })))
+    );
 }
 
 #[test]
@@ -265,8 +271,9 @@ fn a_failed_write_removes_the_new_lv() {
         images: &images,
         progress: &Progress::silent(),
         boot: None,
+        journal: None,
     }
-    .execute(&p)
+    .execute("test", &p)
     .unwrap_err();
     assert!(err.to_string().contains("undone"), "{err}");
     assert_eq!(f.names(), before);

@@ -8,14 +8,15 @@ use imgbase::boot::BootError;
 use imgbase::boot::loader::{Boot, Loader};
 use imgbase::error::Error;
 use imgbase::model::layout::Layout;
-use imgbase::plan::{Executor, Plan, Step};
+use imgbase::plan::journal::Journal;
+use imgbase::plan::{Executor, FilesStep, LvmStep, Plan, Step};
 use imgbase::sys::boot::{BootExec, LayerTrees};
 use imgbase::sys::fs::{DevNum, FakeFilesystems};
 use imgbase::sys::images::FakeImages;
 use imgbase::sys::lvm::{FakeLvm, LvRecord, Lvm, Scope};
 use imgbase::sys::progress::Progress;
 use imgbase::verbs::boot::BootView;
-use imgbase::verbs::{base, boot, layer, layout};
+use imgbase::verbs::{base, boot, layer, layout, recover};
 
 const GIB: u64 = 1 << 30;
 
@@ -39,14 +40,22 @@ fn run(f: &FakeLvm, plan: &Plan) -> Result<(), Error> {
 fn run_with_boot(f: &FakeLvm, plan: &Plan, boot: Option<&BootExec>) -> Result<(), Error> {
     let fs = FakeFilesystems::default();
     let images = FakeImages::default();
-    Executor {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::new(dir.path());
+    let r = Executor {
         lvm: f,
         fs: &fs,
         images: &images,
         progress: &Progress::silent(),
         boot,
+        journal: Some(&journal),
     }
-    .execute(plan)
+    .execute("test", plan);
+    // A run that ended, well or undone, leaves nothing to recover.
+    if !matches!(r, Err(Error::Unfinished { .. })) {
+        assert!(journal.unfinished(None).unwrap().is_empty(), "{r:?}");
+    }
+    r
 }
 
 /// Layer trees as plain directories, `DIR/<lv>`.
@@ -187,19 +196,15 @@ fn layer_add_without_target_uses_the_newest_base() {
     .unwrap();
     let plan = layer::plan_add(&layout_of(&f), None, None).unwrap();
     assert_eq!(plan.created, ["Node-13-0+1"]);
-    assert!(
-        plan.steps
-            .iter()
-            .any(|s| matches!(s, Step::Snapshot { origin, .. } if origin == "Node-13-0"))
-    );
+    assert!(plan.steps.iter().any(
+        |s| matches!(s, Step::Lvm(LvmStep::Snapshot { origin, .. }) if origin == "Node-13-0")
+    ));
     run(&f, &plan).unwrap();
     // With a layer on it, the next one carries that layer's changes.
     let plan = layer::plan_add(&layout_of(&f), None, None).unwrap();
-    assert!(
-        plan.steps
-            .iter()
-            .any(|s| matches!(s, Step::Snapshot { origin, .. } if origin == "Node-13-0+1"))
-    );
+    assert!(plan.steps.iter().any(
+        |s| matches!(s, Step::Lvm(LvmStep::Snapshot { origin, .. }) if origin == "Node-13-0+1")
+    ));
 }
 
 #[test]
@@ -207,16 +212,18 @@ fn new_lvs_are_built_under_a_temporary_name_and_renamed_last() {
     let f = node();
     let plan = layer::plan_add(&layout_of(&f), None, Some("Node-1.0-0")).unwrap();
     let n = plan.steps.len();
-    assert!(matches!(&plan.steps[n - 2], Step::Rename { from, to }
-        if from == "imgbase-tmp-Node-1.0-0+2" && to == "Node-1.0-0+2"));
     assert!(
-        matches!(&plan.steps[n - 1], Step::ChangeTags { add, del, .. }
+        matches!(&plan.steps[n - 2], Step::Lvm(LvmStep::Rename { from, to })
+        if from == "imgbase-tmp-Node-1.0-0+2" && to == "Node-1.0-0+2")
+    );
+    assert!(
+        matches!(&plan.steps[n - 1], Step::Lvm(LvmStep::ChangeTags { add, del, .. })
         if add == &["imgbased:layer"] && del == &["imgbase:incomplete"])
     );
     assert!(
         plan.steps
             .iter()
-            .any(|s| matches!(s, Step::Snapshot { tags, .. }
+            .any(|s| matches!(s, Step::Lvm(LvmStep::Snapshot { tags, .. })
         if tags == &["imgbase:incomplete"]))
     );
 }
@@ -247,11 +254,11 @@ fn a_failed_step_undoes_everything_before_it() {
 }
 
 #[test]
-fn an_interrupted_run_is_finished_or_cleared_by_the_next() {
+fn strays_no_journal_claims_are_cleared_before_planning() {
     let f = node();
-    // Crashed before the rename: only the temporary LV exists.
+    // Killed before the rename: only the temporary LV exists.
     f.add_thin("imgbase-tmp-Node-1.0-0+2", GIB, &["imgbase:incomplete"]);
-    // Crashed after the rename, before the role tag.
+    // Killed after the rename, before the role tag.
     f.add_thin("Node-2.0-0", GIB, &["imgbase:incomplete"]);
     let l = layout_of(&f);
     assert_eq!(l.incomplete.len(), 2);
@@ -259,13 +266,31 @@ fn an_interrupted_run_is_finished_or_cleared_by_the_next() {
         l.base("Node-2.0-0").is_none(),
         "unfinished LVs are not bases"
     );
-    let plan = layer::plan_add(&l, None, Some("Node-1.0-0")).unwrap();
+    let records = f.report(&Scope::TaggedVgs).unwrap();
+    let plan = recover::plan_strays(&recover::Strays {
+        vg: "HostVG",
+        records: &records,
+        boot: None,
+        stale_mounts: vec!["/tmp/imgbase-xfs-1-x".into()],
+    });
+    assert!(
+        matches!(&plan.steps[0], Step::Files(FilesStep::Unmount { path })
+        if path == Path::new("/tmp/imgbase-xfs-1-x"))
+    );
     run(&f, &plan).unwrap();
     let l = layout_of(&f);
     assert!(l.incomplete.is_empty());
     assert!(l.base("Node-2.0-0").is_some());
     assert!(f.get("imgbase-tmp-Node-1.0-0+2").is_none());
-    assert!(l.layer("Node-1.0-0+2").is_some());
+    // Nothing left: recovery plans nothing the second time.
+    let records = f.report(&Scope::TaggedVgs).unwrap();
+    let again = recover::plan_strays(&recover::Strays {
+        vg: "HostVG",
+        records: &records,
+        boot: None,
+        stale_mounts: vec![],
+    });
+    assert!(again.steps.is_empty(), "{again}");
 }
 
 #[test]
@@ -367,11 +392,16 @@ fn plans_print_as_numbered_steps_and_json() {
         "{text}"
     );
     assert!(
-        text.contains(" 1. tag Node-1.0-0 +imgbase:last-layer=2 -imgbase:last-layer=1"),
+        text.contains(
+            " 1. snapshot Node-1.0-0+1 as imgbase-tmp-Node-1.0-0+2 tagged imgbase:incomplete"
+        ),
         "{text}"
     );
     let json = serde_json::to_value(&plan).unwrap();
-    assert_eq!(json["steps"][1]["step"], "snapshot");
+    assert_eq!(json["steps"][0]["step"], "snapshot");
+    // What the journal holds reads back as the same plan.
+    let back: Plan = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, plan);
     assert_eq!(json["created"][0], "Node-1.0-0+2");
 }
 

@@ -12,7 +12,7 @@ use super::ImageError;
 use super::bundle;
 
 /// How a tar root tree is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Compression {
     None,
@@ -21,7 +21,7 @@ pub enum Compression {
 }
 
 /// The kinds of image a base can be filled from.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "format", rename_all = "kebab-case")]
 pub enum Format {
     /// A squashfs 4 image (a liveimg, whose root is an ext4/xfs image).

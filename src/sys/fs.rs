@@ -28,6 +28,8 @@ pub trait Filesystems {
     /// new UUID, so both can be mounted and told apart. Returns the
     /// filesystem type, or None when the device holds no filesystem.
     fn renew_uuid(&self, device: &str) -> Result<Option<String>, FsError>;
+    /// Take off a mount a killed run left (see `mount::stale_mounts`).
+    fn unmount_stale(&self, path: &Path) -> Result<(), FsError>;
 }
 
 pub struct RealFilesystems<'r> {
@@ -98,6 +100,10 @@ impl RealFilesystems<'_> {
 }
 
 impl Filesystems for RealFilesystems<'_> {
+    fn unmount_stale(&self, path: &Path) -> Result<(), FsError> {
+        Ok(super::mount::unmount_stale(self.runner, path)?)
+    }
+
     fn renew_uuid(&self, device: &str) -> Result<Option<String>, FsError> {
         let (fs, before) = self.probe(device)?;
         match fs.as_deref() {
@@ -130,6 +136,12 @@ impl Filesystems for FakeFilesystems {
     fn renew_uuid(&self, device: &str) -> Result<Option<String>, FsError> {
         self.calls.borrow_mut().push(format!("renew {device}"));
         Ok(Some("ext4".into()))
+    }
+    fn unmount_stale(&self, path: &Path) -> Result<(), FsError> {
+        self.calls
+            .borrow_mut()
+            .push(format!("unmount {}", path.display()));
+        Ok(())
     }
 }
 

@@ -62,7 +62,7 @@ pub struct ImageInfo {
 
 /// How a fill writes: into a fresh (all-zero) LV, or over a snapshot of
 /// the previous base, writing only blocks that differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "mode")]
 pub enum FillMode {
     Fresh,

@@ -114,7 +114,8 @@ pub trait Lvm {
         size: u64,
         tags: &[String],
     ) -> Result<(), LvmError>;
-    /// A writable thin snapshot of `vg/origin`, without activation skip.
+    /// A writable thin snapshot of `vg/origin`, without activation skip,
+    /// active.
     fn snapshot(&self, vg: &str, origin: &str, lv: &str, tags: &[String]) -> Result<(), LvmError>;
     fn rename(&self, vg: &str, from: &str, to: &str) -> Result<(), LvmError>;
     /// Add and remove LV tags in one metadata commit.
@@ -234,10 +235,11 @@ impl Lvm for LvmCli<'_> {
     }
 
     fn snapshot(&self, vg: &str, origin: &str, lv: &str, tags: &[String]) -> Result<(), LvmError> {
-        // -kn: a thin snapshot would otherwise inherit activation skip.
+        // -kn: a thin snapshot would otherwise inherit activation skip;
+        // -ay then activates it in the same process.
         self.exec(
             self.lvm("lvcreate")
-                .args(["-y", "-s", "-kn", "-n", lv])
+                .args(["-y", "-s", "-kn", "-ay", "-n", lv])
                 .args(tag_args(tags, &[]))
                 .arg(full(vg, origin)),
         )

@@ -4,6 +4,7 @@
 
 pub mod boot;
 pub mod cmd;
+pub mod fault;
 pub mod fetch;
 pub mod fs;
 pub mod images;

@@ -74,6 +74,7 @@ impl Progress {
 
     /// Bytes done so far in the current phase.
     pub fn update(&self, done: u64) {
+        super::fault::during(&self.phase.lock().unwrap().0);
         match self.mode {
             ProgressMode::Bar => {
                 if let Some(bar) = self.bar.lock().unwrap().as_ref() {

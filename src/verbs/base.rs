@@ -10,13 +10,13 @@ use std::path::Path;
 
 use crate::image::bundle::{self, Manifest};
 use crate::image::detect::Format;
-use crate::plan::{Plan, Step};
+use crate::plan::{ImageStep, LvmStep, Plan};
 use crate::sys::images::{FillMode, ImageInfo};
 use crate::sys::lvm::Lvm;
 use crate::sys::progress::Progress;
 
 use super::boot::BootView;
-use super::{check_name_free, check_pool_room, finish_leftovers};
+use super::{check_name_free, check_pool_room};
 
 /// A new, empty, protected base (read-only, skipped at activation).
 pub fn plan_add(layout: &Layout, name: &str, size: u64) -> Result<Plan> {
@@ -28,8 +28,7 @@ pub fn plan_add(layout: &Layout, name: &str, size: u64) -> Result<Plan> {
 
     let temp = tags::temp_name(&name);
     let mut plan = Plan::new(&layout.vg, format!("add base {name} of {}", human(size)));
-    finish_leftovers(&mut plan, &layout.incomplete);
-    plan.push(Step::CreateThin {
+    plan.push(LvmStep::CreateThin {
         lv: temp.clone(),
         pool: layout.pool.name.clone(),
         size,
@@ -176,20 +175,15 @@ pub fn plan_add_image(layout: &Layout, req: &FromImage) -> Result<Plan> {
                 .unwrap_or_default()
         ),
     );
-    finish_leftovers(&mut plan, &layout.incomplete);
     let fill = match delta_from {
         Some(prev) => {
-            plan.push(Step::Snapshot {
+            plan.push(LvmStep::Snapshot {
                 origin: prev.volume.lv.clone(),
                 lv: temp.clone(),
                 tags: birth_tags,
             });
-            plan.push(Step::SetActive {
-                lv: temp.clone(),
-                active: true,
-            });
             if size > prev.volume.size {
-                plan.push(Step::Extend {
+                plan.push(LvmStep::Extend {
                     lv: temp.clone(),
                     size,
                 });
@@ -199,7 +193,7 @@ pub fn plan_add_image(layout: &Layout, req: &FromImage) -> Result<Plan> {
             }
         }
         None => {
-            plan.push(Step::CreateThin {
+            plan.push(LvmStep::CreateThin {
                 lv: temp.clone(),
                 pool: layout.pool.name.clone(),
                 size,
@@ -208,7 +202,7 @@ pub fn plan_add_image(layout: &Layout, req: &FromImage) -> Result<Plan> {
             FillMode::Fresh
         }
     };
-    plan.push(Step::FillImage {
+    plan.push(ImageStep::FillImage {
         lv: temp.clone(),
         image: info.path.clone(),
         format: info.format.clone(),
@@ -224,7 +218,7 @@ pub fn plan_add_image(layout: &Layout, req: &FromImage) -> Result<Plan> {
         _ => None,
     };
     if let Some(fs) = grow {
-        plan.push(Step::GrowFs {
+        plan.push(ImageStep::GrowFs {
             lv: temp.clone(),
             fs,
         });
@@ -252,15 +246,15 @@ fn check_fits_pool(layout: &Layout, size: u64) -> Result<()> {
 
 /// Bases never change: read-only, and not activated with the VG.
 pub(crate) fn protect(plan: &mut Plan, lv: &str) {
-    plan.push(Step::SetReadOnly {
+    plan.push(LvmStep::SetReadOnly {
         lv: lv.into(),
         read_only: true,
     });
-    plan.push(Step::SetActivationSkip {
+    plan.push(LvmStep::SetActivationSkip {
         lv: lv.into(),
         skip: true,
     });
-    plan.push(Step::SetActive {
+    plan.push(LvmStep::SetActive {
         lv: lv.into(),
         active: false,
     });
@@ -300,11 +294,11 @@ pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Resu
 }
 
 pub(crate) fn remove_lv(plan: &mut Plan, lv: &str) {
-    plan.push(Step::SetActive {
+    plan.push(LvmStep::SetActive {
         lv: lv.into(),
         active: false,
     });
-    plan.push(Step::Remove { lv: lv.into() });
+    plan.push(LvmStep::Remove { lv: lv.into() });
     plan.removed.push(lv.into());
 }
 

@@ -13,7 +13,7 @@ use crate::model::layout::{Layout, Pool};
 use crate::model::names::LayerName;
 use crate::model::size::human;
 use crate::model::tags;
-use crate::plan::{Plan, Step};
+use crate::plan::{BootStep, LvmStep, Plan, Step};
 
 /// What the verbs know of /boot when they plan: read once, like the layout.
 #[derive(Debug, Clone)]
@@ -32,6 +32,10 @@ pub struct BootView {
     /// Free space on /boot, and what each layer's kernels take there.
     pub free: Option<u64>,
     pub bytes: Vec<(String, u64)>,
+    /// Layers the loader's entries name now (whatever /boot/imgbase holds).
+    pub written: Vec<String>,
+    /// Files and folders under /boot/imgbase that are no layer's (`.tmp-*`).
+    pub strays: Vec<PathBuf>,
 }
 
 impl BootView {
@@ -50,6 +54,8 @@ impl BootView {
                 .and_then(|id| boot.layer_of_id(id, &entries).map(|l| l.layer.clone()))
         };
         Ok(BootView {
+            written: boot.written_layers()?,
+            strays: store.strays()?,
             free: store.free_bytes(),
             bytes: names.iter().map(|n| (n.clone(), store.bytes(n))).collect(),
             installed: names,
@@ -68,7 +74,7 @@ impl BootView {
 }
 
 /// Layer names in boot-menu order: oldest first by NVR and index.
-fn sorted(mut layers: Vec<String>) -> Vec<String> {
+pub(crate) fn sorted(mut layers: Vec<String>) -> Vec<String> {
     layers.sort_by(
         |a, b| match (a.parse::<LayerName>(), b.parse::<LayerName>()) {
             (Ok(x), Ok(y)) => x.cmp(&y),
@@ -111,13 +117,13 @@ pub fn check_boot_room(view: &BootView, layer: &str) -> Result<()> {
 /// kernel arguments come from the layer's /etc/kernel/cmdline, else from
 /// `args_from`'s entry, else from the running system's.
 pub fn add_entry(plan: &mut Plan, view: &BootView, layer: &str, args_from: Option<&str>) {
-    plan.push(Step::InstallKernels {
+    plan.push(BootStep::InstallKernels {
         layer: layer.into(),
         args_from: args_from.filter(|l| view.has(l)).map(String::from),
     });
     let mut after = view.installed.clone();
     after.push(layer.into());
-    plan.push(Step::WriteEntries {
+    plan.push(BootStep::WriteEntries {
         layers: sorted(after),
         before: view.installed.clone(),
     });
@@ -131,7 +137,7 @@ pub fn mark_boot(plan: &mut Plan, pool: &Pool, view: &BootView) {
     if pool.boot.as_deref() == Some(want.as_str()) {
         return;
     }
-    plan.push(Step::ChangeTags {
+    plan.push(LvmStep::ChangeTags {
         lv: pool.name.clone(),
         add: vec![format!("{}{want}", tags::BOOT)],
         del: pool
@@ -146,7 +152,7 @@ pub fn mark_boot(plan: &mut Plan, pool: &Pool, view: &BootView) {
 pub fn mark_boot_at_init(plan: &mut Plan, view: &BootView) {
     let tag = format!("{}{}", tags::BOOT, view.boot.loader);
     for s in plan.steps.iter_mut() {
-        if let Step::ChangeTags { add, .. } = s
+        if let Step::Lvm(LvmStep::ChangeTags { add, .. }) = s
             && add.iter().any(|t| t == tags::POOL)
         {
             add.push(tag);
@@ -169,6 +175,42 @@ pub fn boot_missing(layout: &Layout, boot_dir: &std::path::Path) -> Result<()> {
     }
 }
 
+/// With `--loader auto` and no loader found: refuse when the node's
+/// fstab mounts a filesystem on the boot directory that is not mounted
+/// now. Going on would change layers and leave their entries (and the
+/// default) behind on the unmounted /boot.
+pub fn check_boot_mounted(root: &std::path::Path, boot_dir: &std::path::Path) -> Result<()> {
+    let Ok(fstab) = std::fs::read_to_string(root.join("etc/fstab")) else {
+        return Ok(());
+    };
+    let wanted = boot_dir.to_str().unwrap_or_default().trim_end_matches('/');
+    if !fstab_mounts(&fstab, wanted) || is_mount_point(boot_dir) {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "/etc/fstab mounts {wanted}, but nothing is mounted there: mount it (`mount {wanted}`) \
+         so boot entries stay right, or pass --loader none to change LVs without them"
+    )))
+}
+
+fn fstab_mounts(fstab: &str, dir: &str) -> bool {
+    fstab
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .any(|m| m.trim_end_matches('/') == dir)
+}
+
+fn is_mount_point(dir: &std::path::Path) -> bool {
+    use crate::sys::fs::DevNum;
+    match (DevNum::of_mount(dir), dir.parent().map(DevNum::of_mount)) {
+        (Ok(d), Some(Ok(p))) => d != p,
+        // No directory at all, or the root: nothing to compare with.
+        _ => false,
+    }
+}
+
 /// Steps before LVs are removed: no default, one-shot or entry may name
 /// them once they are gone. The default moves to the newest layer left.
 pub fn before_removing(plan: &mut Plan, view: &BootView, layers: &[String]) {
@@ -181,19 +223,19 @@ pub fn before_removing(plan: &mut Plan, view: &BootView, layers: &[String]) {
             .collect(),
     );
     if view.next.as_ref().is_some_and(gone) {
-        plan.push(Step::SetNext {
+        plan.push(BootStep::SetNext {
             layer: None,
             previous: view.next.clone(),
         });
     }
     if view.default.as_ref().is_some_and(gone) {
-        plan.push(Step::SetDefault {
+        plan.push(BootStep::SetDefault {
             layer: left.last().cloned(),
             previous: view.default.clone(),
         });
     }
     if view.installed.iter().any(gone) {
-        plan.push(Step::WriteEntries {
+        plan.push(BootStep::WriteEntries {
             layers: left,
             before: view.installed.clone(),
         });
@@ -204,7 +246,7 @@ pub fn before_removing(plan: &mut Plan, view: &BootView, layers: &[String]) {
 /// layers share stay, by their links).
 pub fn after_removing(plan: &mut Plan, view: &BootView, layers: &[String]) {
     for l in layers.iter().filter(|l| view.has(l)) {
-        plan.push(Step::RemoveKernels { layer: l.clone() });
+        plan.push(BootStep::RemoveKernels { layer: l.clone() });
     }
 }
 
@@ -226,7 +268,7 @@ pub fn plan_set_default(layout: &Layout, view: &BootView, layer: &str) -> Result
     let layer = entry_of(layout, view, layer)?;
     let mut plan = Plan::new(&layout.vg, format!("boot {layer} by default"));
     if view.default.as_deref() != Some(layer) {
-        plan.push(Step::SetDefault {
+        plan.push(BootStep::SetDefault {
             layer: Some(layer.into()),
             previous: view.default.clone(),
         });
@@ -238,7 +280,7 @@ pub fn plan_set_default(layout: &Layout, view: &BootView, layer: &str) -> Result
 pub fn plan_next(layout: &Layout, view: &BootView, layer: &str) -> Result<Plan> {
     let layer = entry_of(layout, view, layer)?;
     let mut plan = Plan::new(&layout.vg, format!("boot {layer} once, at the next boot"));
-    plan.push(Step::SetNext {
+    plan.push(BootStep::SetNext {
         layer: Some(layer.into()),
         previous: view.next.clone(),
     });
@@ -270,7 +312,7 @@ pub fn plan_setup(
         ),
     );
     if view.boot.loader == Loader::Grub {
-        plan.push(Step::InstallGrubScript { root });
+        plan.push(BootStep::InstallGrubScript { root });
     }
     mark_boot(&mut plan, &layout.pool, view);
     let orphans: Vec<String> = view
@@ -282,7 +324,7 @@ pub fn plan_setup(
     for l in &targets {
         // A layer with kernels keeps its own arguments; undoing this step
         // then keeps its (rewritten) directory too.
-        plan.push(Step::InstallKernels {
+        plan.push(BootStep::InstallKernels {
             layer: l.clone(),
             args_from: view.has(l).then(|| l.clone()),
         });
@@ -294,12 +336,12 @@ pub fn plan_setup(
         .cloned()
         .collect();
     after.extend(targets);
-    plan.push(Step::WriteEntries {
+    plan.push(BootStep::WriteEntries {
         layers: sorted(after),
         before: view.installed.clone(),
     });
     for l in orphans {
-        plan.push(Step::RemoveKernels { layer: l });
+        plan.push(BootStep::RemoveKernels { layer: l });
     }
     Ok(plan)
 }
@@ -322,6 +364,8 @@ pub struct CheckReport {
     pub orphan_files: Vec<PathBuf>,
     pub default_missing: Option<String>,
     pub incomplete_lvs: Vec<String>,
+    /// Journaled operations a crash or a failure left unfinished.
+    pub unfinished_operations: Vec<String>,
 }
 
 impl CheckReport {
@@ -331,6 +375,7 @@ impl CheckReport {
             + self.orphan_files.len()
             + usize::from(self.default_missing.is_some())
             + self.incomplete_lvs.len()
+            + self.unfinished_operations.len()
     }
 }
 
@@ -390,7 +435,33 @@ mod tests {
             next: None,
             free: Some(free),
             bytes: installed.iter().map(|(l, b)| (l.to_string(), *b)).collect(),
+            written: vec![],
+            strays: vec![],
         }
+    }
+
+    #[test]
+    fn an_fstab_entry_for_boot_is_found() {
+        let fstab = "# /boot was on /dev/vda1\nUUID=1 / ext4 defaults 0 1\nUUID=2 /boot/ ext4 defaults 0 2\n";
+        assert!(fstab_mounts(fstab, "/boot"));
+        assert!(!fstab_mounts(fstab, "/boot/efi"));
+        assert!(!fstab_mounts("# UUID=2 /boot ext4\n", "/boot"));
+    }
+
+    #[test]
+    fn an_unmounted_boot_that_fstab_wants_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        std::fs::create_dir(t.path().join("boot")).unwrap();
+        let boot = t.path().join("boot");
+        check_boot_mounted(t.path(), &boot).unwrap();
+        std::fs::write(
+            t.path().join("etc/fstab"),
+            format!("UUID=2 {} ext4 defaults 0 2\n", boot.display()),
+        )
+        .unwrap();
+        let err = check_boot_mounted(t.path(), &boot).unwrap_err().to_string();
+        assert!(err.contains("nothing is mounted there"), "{err}");
     }
 
     #[test]

@@ -5,10 +5,10 @@ use crate::error::{Error, Result};
 use crate::model::layout::{Layer, Layout};
 use crate::model::names::{LayerName, next_layer_index};
 use crate::model::tags;
-use crate::plan::{Plan, Step};
+use crate::plan::{LvmStep, Plan};
 
 use super::boot::BootView;
-use super::{check_name_free, check_pool_room, finish_leftovers};
+use super::{check_name_free, check_pool_room};
 
 /// A new layer on `target` (a base or a layer). Without a target, on the
 /// newest base: a snapshot of its newest layer, or of the base itself if
@@ -55,17 +55,6 @@ pub fn plan_add(layout: &Layout, boot: Option<&BootView>, target: Option<&str>) 
 
     let temp = tags::temp_name(&name);
     let mut plan = Plan::new(&layout.vg, format!("add layer {name} on {origin}"));
-    finish_leftovers(&mut plan, &layout.incomplete);
-    // Record the index first: a crash after this only skips a number.
-    let mut old = vec![];
-    if base.last_layer > 0 {
-        old.push(tags::last_layer(base.last_layer));
-    }
-    plan.push(Step::ChangeTags {
-        lv: base.volume.lv.clone(),
-        add: vec![tags::last_layer(index)],
-        del: old,
-    });
     plan.new_snapshot(&origin, &temp);
     plan.commit_lv(&temp, &name, tags::LAYER);
     if let Some(view) = boot {
@@ -101,6 +90,19 @@ pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Resu
     let gone = [name.to_string()];
     if let Some(view) = boot {
         super::boot::before_removing(&mut plan, view, &gone);
+    }
+    // The base remembers the highest index handed out, so the name of a
+    // removed layer is never given to another (`layer --add` takes the
+    // next index from this tag and the layers that exist).
+    if layer.name.index > base.last_layer {
+        plan.push(LvmStep::ChangeTags {
+            lv: base.volume.lv.clone(),
+            add: vec![tags::last_layer(layer.name.index)],
+            del: (base.last_layer > 0)
+                .then(|| tags::last_layer(base.last_layer))
+                .into_iter()
+                .collect(),
+        });
     }
     super::base::remove_lv(&mut plan, name);
     if let Some(view) = boot {

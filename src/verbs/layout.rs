@@ -10,11 +10,11 @@ use crate::error::{Error, Result};
 use crate::model::layout::Layout;
 use crate::model::names::{LayerName, Nvr, validate_lv_name};
 use crate::model::tags;
-use crate::plan::{Plan, Step};
+use crate::plan::{LvmStep, Plan};
 use crate::sys::fs::DevNum;
 use crate::sys::lvm::LvRecord;
 
-use super::{check_name_free, finish_leftovers};
+use super::check_name_free;
 
 /// imgbased's tree: each base, then its layers indented under it.
 pub struct Tree<'l>(pub &'l Layout);
@@ -188,20 +188,13 @@ pub fn plan_init(
             root.name
         ),
     );
-    let leftovers: Vec<String> = in_vg
-        .iter()
-        .filter(|r| r.has_tag(tags::INCOMPLETE))
-        .map(|r| r.name.clone())
-        .collect();
-    finish_leftovers(&mut plan, &leftovers);
-
     let temp_base = tags::temp_name(&base);
     plan.new_snapshot(&root.name, &temp_base);
     super::base::protect(&mut plan, &temp_base);
     plan.commit_lv(&temp_base, &base, tags::BASE);
 
     let temp_layer = tags::temp_name(&layer);
-    plan.push(Step::ChangeTags {
+    plan.push(LvmStep::ChangeTags {
         lv: base.clone(),
         add: vec![tags::last_layer(1)],
         del: vec![],
@@ -210,17 +203,17 @@ pub fn plan_init(
     plan.commit_lv(&temp_layer, &layer, tags::LAYER);
 
     // Tag the VG last: until then no command sees a layout at all.
-    plan.push(Step::ChangeTags {
+    plan.push(LvmStep::ChangeTags {
         lv: pool,
         add: vec![tags::POOL.into()],
         del: vec![],
     });
-    plan.push(Step::ChangeTags {
+    plan.push(LvmStep::ChangeTags {
         lv: root.name.clone(),
         add: vec![tags::INIT.into()],
         del: vec![],
     });
-    plan.push(Step::ChangeVgTags {
+    plan.push(LvmStep::ChangeVgTags {
         add: vec![tags::VG.into()],
         del: vec![],
     });

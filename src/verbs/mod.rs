@@ -6,12 +6,12 @@ pub mod base;
 pub mod boot;
 pub mod layer;
 pub mod layout;
+pub mod recover;
 
 use crate::error::{Error, Result};
 use crate::model::layout::Layout;
 use crate::model::size::human;
 use crate::model::tags;
-use crate::plan::{Plan, Step};
 use crate::sys::fs::DevNum;
 use crate::sys::lvm::{LvRecord, Lvm, Scope};
 
@@ -31,17 +31,36 @@ pub struct Ctx<'a> {
     /// Set when `--loader auto` found no loader in this directory: a VG
     /// whose layers have entries is then refused (see [`boot::boot_missing`]).
     pub boot_missing: Option<std::path::PathBuf>,
+    /// The report, once read: recovery and planning share it.
+    pub cached: std::cell::RefCell<Option<(Scope, Vec<LvRecord>)>>,
 }
 
 impl Ctx<'_> {
-    /// The command's one `lvs` call.
+    /// The command's one `lvs` call (read again only after a change, see
+    /// [`Ctx::forget`]).
     pub fn report(&self, all: bool) -> Result<Vec<LvRecord>> {
         let scope = match (&self.vg, all) {
             (Some(vg), _) => Scope::Vg(vg.clone()),
             (None, true) => Scope::All,
             (None, false) => Scope::TaggedVgs,
         };
-        Ok(self.lvm.report(&scope)?)
+        if let Some((s, records)) = self.cached.borrow().as_ref()
+            && (*s == scope || *s == Scope::All)
+        {
+            return Ok(records
+                .iter()
+                .filter(|r| scope != Scope::TaggedVgs || r.vg_tags.iter().any(|t| t == tags::VG))
+                .cloned()
+                .collect());
+        }
+        let records = self.lvm.report(&scope)?;
+        *self.cached.borrow_mut() = Some((scope, records.clone()));
+        Ok(records)
+    }
+
+    /// The LVs changed (recovery ran): the next question reads them again.
+    pub fn forget(&self) {
+        self.cached.borrow_mut().take();
     }
 
     pub fn layout(&self) -> Result<Layout> {
@@ -51,27 +70,6 @@ impl Ctx<'_> {
             boot::boot_missing(&layout, dir)?;
         }
         Ok(layout)
-    }
-}
-
-/// Steps that finish or clear what an interrupted run left: a temporary
-/// LV is removed; an LV already renamed into place only lacks its role.
-pub fn finish_leftovers(plan: &mut Plan, incomplete: &[String]) {
-    for lv in incomplete {
-        if lv.starts_with(tags::TMP_PREFIX) {
-            plan.push(Step::Remove { lv: lv.clone() });
-        } else {
-            let role = if lv.parse::<crate::model::names::LayerName>().is_ok() {
-                tags::LAYER
-            } else {
-                tags::BASE
-            };
-            plan.push(Step::ChangeTags {
-                lv: lv.clone(),
-                add: vec![role.into()],
-                del: vec![tags::INCOMPLETE.into()],
-            });
-        }
     }
 }
 

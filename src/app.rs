@@ -1,0 +1,744 @@
+//! One invocation of imgbase: the system it runs against, the verb it
+//! was asked for, recovery before any change, and what it prints. The
+//! binary only parses the command line and reports errors.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+use serde::Serialize;
+
+use crate::boot::loader::{self, Boot, Loader};
+use crate::cli::{BaseArgs, BootArgs, Cli, Command, LayerArgs, LayoutArgs};
+use crate::image::digest::{digest_from_sums, parse_sha256};
+use crate::model::layout::Layout;
+use crate::model::size::parse_size;
+use crate::plan::journal::Journal;
+use crate::plan::{Executor, Plan, Recovered};
+use crate::sys::boot::{BootExec, RealTrees, running_cmdline};
+use crate::sys::cmd::SystemRunner;
+use crate::sys::fetch::{Fetcher, is_url};
+use crate::sys::fs::{DevNum, RealFilesystems, mount_point_of};
+use crate::sys::images::{Images, RealImages};
+use crate::sys::lock::OpLock;
+use crate::sys::lvm::LvmCli;
+use crate::sys::progress::Progress;
+use crate::verbs::boot::BootView;
+use crate::verbs::{Ctx, base, boot, layer, layout, recover};
+
+/// Everything one invocation needs from the system.
+struct App<'a> {
+    cli: &'a Cli,
+    runner: &'a SystemRunner,
+    lvm: LvmCli<'a>,
+    fs: RealFilesystems<'a>,
+    images: RealImages<'a>,
+    progress: Progress,
+}
+
+pub fn run(cli: &Cli) -> Result<()> {
+    static RUNNER: SystemRunner = SystemRunner;
+    let app = App {
+        cli,
+        runner: &RUNNER,
+        lvm: LvmCli::new(&RUNNER, cli.lvm.clone()),
+        fs: RealFilesystems { runner: &RUNNER },
+        images: RealImages::new(&RUNNER, cli.cache_dir.join("work")),
+        progress: Progress::new(cli.progress),
+    };
+    match &cli.command {
+        Command::Layout(args) => app.layout(args),
+        Command::Base(args) => app.base(args),
+        Command::Layer(args) => app.layer(args),
+        Command::Boot(args) => app.boot(args),
+        Command::Check => app.check(),
+        Command::Recover => app.recover_verb(),
+        Command::W => app.w(),
+        Command::Docs { out } => write_docs(out),
+    }
+}
+
+impl App<'_> {
+    fn ctx(&self) -> Result<Ctx<'_>> {
+        // The root may not be on an LV at all (a live system, a test);
+        // then no layer is booted.
+        let root = DevNum::of_mount(&self.cli.root)
+            .with_context(|| format!("reading the device of {}", self.cli.root.display()))?;
+        Ok(Ctx {
+            lvm: &self.lvm,
+            vg: self.cli.vg.clone(),
+            root: Some(root),
+            boot: None,
+            boot_missing: None,
+            cached: Default::default(),
+        })
+    }
+
+    fn journal(&self) -> Journal {
+        Journal::new(self.cli.state_dir.join("journal"))
+    }
+
+    /// The node's /boot and loader, or None when boot entries are not
+    /// managed (`--loader none`, or `auto` finding no loader).
+    fn boot_view(&self) -> Result<Option<BootView>> {
+        let dir = &self.cli.boot_dir;
+        let loader = match self.cli.loader.as_str() {
+            "none" => return Ok(None),
+            "auto" => match loader::detect(dir) {
+                Some(l) => l,
+                None => {
+                    boot::check_boot_mounted(&self.cli.root, dir)?;
+                    tracing::warn!(
+                        "no boot loader found under {}: boot entries are not written \
+                         (pass --loader and --boot-dir to choose one, or --loader none)",
+                        dir.display()
+                    );
+                    return Ok(None);
+                }
+            },
+            name => name.parse::<Loader>().map_err(anyhow::Error::msg)?,
+        };
+        anyhow::ensure!(
+            dir.is_dir(),
+            "no boot directory {}: mount /boot or pass --boot-dir DIR",
+            dir.display()
+        );
+        Ok(Some(BootView::read(Boot::new(dir, loader)).with_context(
+            || format!("cannot read the boot entries in {}", dir.display()),
+        )?))
+    }
+
+    fn need_boot_view(&self) -> Result<BootView> {
+        self.boot_view()?
+            .ok_or_else(|| anyhow::anyhow!(no_loader(&self.cli.boot_dir)))
+    }
+
+    /// A changing verb that reads the layout only.
+    fn change(
+        &self,
+        what: &str,
+        plan: impl FnOnce(&Ctx) -> crate::error::Result<Plan>,
+    ) -> Result<()> {
+        self.change_with(what, false, plan)
+    }
+
+    /// Run steps against this node: the executor over the real system.
+    fn with_executor<T>(
+        &self,
+        ctx: &Ctx,
+        vg: &str,
+        f: impl FnOnce(&Executor) -> crate::error::Result<T>,
+    ) -> crate::error::Result<T> {
+        let trees = RealTrees {
+            runner: self.runner,
+            lvm: &self.lvm,
+        };
+        let boot_exec = ctx.boot.as_ref().map(|v| BootExec {
+            boot: v.boot.clone(),
+            trees: &trees,
+            running: running_cmdline(vg, &self.cli.root),
+        });
+        let journal = self.journal();
+        f(&Executor {
+            lvm: &self.lvm,
+            fs: &self.fs,
+            images: &self.images,
+            progress: &self.progress,
+            boot: boot_exec.as_ref(),
+            journal: Some(&journal),
+        })
+    }
+
+    /// Read what recovery needs: the VG's LVs, /boot, stale mounts.
+    fn load(&self, ctx: &mut Ctx, boot: bool, all: bool) -> Result<()> {
+        ctx.forget();
+        ctx.report(all)?;
+        if boot {
+            ctx.boot = self.boot_view()?;
+            ctx.boot_missing = (ctx.boot.is_none() && self.cli.loader == "auto")
+                .then(|| self.cli.boot_dir.clone());
+        }
+        Ok(())
+    }
+
+    /// Finish or undo what interrupted runs left, before anything else is
+    /// read for planning: journaled operations first, then strays no
+    /// journal claims. Under the lock (unless `dry_run`: then it only
+    /// says what it would do).
+    fn recover(&self, ctx: &mut Ctx, boot: bool, all: bool) -> Result<Recovery> {
+        let mut done = Recovery::default();
+        let journals = self.journal().unfinished(self.cli.vg.as_deref())?;
+        // Boot steps of a journal need /boot even for a verb without any.
+        let boot = boot || !journals.is_empty();
+        self.load(ctx, boot, all)?;
+        for r in &journals {
+            if self.cli.dry_run {
+                done.operations.push(Recovered {
+                    command: r.header.command.clone(),
+                    summary: r.header.plan.summary.clone(),
+                    vg: r.header.plan.vg.clone(),
+                    outcome: "would be recovered",
+                    steps: vec![],
+                });
+                continue;
+            }
+            if r.header.pid != std::process::id() {
+                tracing::warn!(
+                    "recovering an interrupted `imgbase {}`: {}",
+                    r.header.command,
+                    r.header.plan.summary
+                );
+            }
+            done.operations
+                .push(self.with_executor(ctx, &r.header.plan.vg, |x| x.recover(r))?);
+        }
+        if !journals.is_empty() && !self.cli.dry_run {
+            self.load(ctx, boot, all)?;
+        }
+        let records = ctx.report(all)?;
+        let Some(vg) = self.cli.vg.clone().or_else(|| tagged_vg(&records)) else {
+            return Ok(done);
+        };
+        let strays = recover::plan_strays(&recover::Strays {
+            vg: &vg,
+            records: &records,
+            boot: ctx.boot.as_ref(),
+            stale_mounts: crate::sys::mount::stale_mounts(),
+        });
+        if strays.steps.is_empty() {
+            return Ok(done);
+        }
+        if !self.cli.dry_run {
+            tracing::warn!("{}", strays.summary);
+            self.with_executor(ctx, &vg, |x| x.execute("recover", &strays))
+                .with_context(|| format!("could not {}", strays.summary))?;
+            self.load(ctx, boot, all)?;
+        }
+        done.strays = Some(strays);
+        Ok(done)
+    }
+
+    /// Lock (unless only printing), recover, read the layout (and with
+    /// `boot`, the boot entries), plan, then run or print.
+    fn change_with(
+        &self,
+        what: &str,
+        boot: bool,
+        plan: impl FnOnce(&Ctx) -> crate::error::Result<Plan>,
+    ) -> Result<()> {
+        let _lock = self.lock(what)?;
+        let mut ctx = self.ctx()?;
+        let all = what == "layout --init";
+        let recovered = self.recover(&mut ctx, boot, all)?;
+        let plan = plan(&ctx)?;
+        if self.cli.dry_run {
+            if !recovered.is_empty() && !self.cli.json {
+                print!("{recovered}");
+            }
+            return if self.cli.json {
+                print_json(&plan)
+            } else {
+                print!("{plan}");
+                Ok(())
+            };
+        }
+        if plan.steps.is_empty() {
+            // Nothing to change (e.g. the image is already a base).
+            return if self.cli.json {
+                print_json(&plan)
+            } else {
+                println!("{}", plan.summary);
+                Ok(())
+            };
+        }
+        self.with_executor(&ctx, &plan.vg, |x| x.execute(what, &plan))
+            .with_context(|| format!("could not {}", plan.summary))?;
+        if self.cli.json {
+            #[derive(Serialize)]
+            struct Done<'p> {
+                summary: &'p str,
+                vg: &'p str,
+                created: &'p [String],
+                removed: &'p [String],
+            }
+            print_json(&Done {
+                summary: &plan.summary,
+                vg: &plan.vg,
+                created: &plan.created,
+                removed: &plan.removed,
+            })
+        } else {
+            for lv in &plan.created {
+                println!("Created {lv}");
+            }
+            for lv in &plan.removed {
+                println!("Removed {lv}");
+            }
+            Ok(())
+        }
+    }
+
+    fn lock(&self, what: &str) -> Result<Option<OpLock>> {
+        if self.cli.dry_run {
+            return Ok(None);
+        }
+        Ok(Some(OpLock::acquire(
+            &self.cli.lock_file,
+            Duration::from_secs(self.cli.lock_wait),
+            &format!("imgbase {what}"),
+        )?))
+    }
+
+    /// `imgbase recover`.
+    fn recover_verb(&self) -> Result<()> {
+        let _lock = self.lock("recover")?;
+        let mut ctx = self.ctx()?;
+        let r = self.recover(&mut ctx, true, false)?;
+        if self.cli.json {
+            return print_json(&r);
+        }
+        if r.is_empty() {
+            println!("nothing to recover");
+        } else {
+            print!("{r}");
+        }
+        Ok(())
+    }
+
+    fn read(&self) -> Result<Layout> {
+        Ok(self.ctx()?.layout()?)
+    }
+
+    fn layout(&self, a: &LayoutArgs) -> Result<()> {
+        if a.init || a.init_nvr.is_some() {
+            let nvr = a.nvr.as_deref().or(a.init_nvr.as_deref());
+            let source = layout::Source::parse(&a.from)?;
+            return self.change_with("layout --init", true, |ctx| {
+                let records = ctx.report(true)?;
+                let mut plan = layout::plan_init(&records, &source, nvr, read_nvr)?;
+                if let (Some(view), Some(layer)) = (&ctx.boot, plan.created.get(1).cloned()) {
+                    boot::add_entry(&mut plan, view, &layer, None);
+                    boot::mark_boot_at_init(&mut plan, view);
+                }
+                Ok(plan)
+            });
+        }
+        let l = self.read()?;
+        for lv in &l.incomplete {
+            tracing::warn!(
+                "{lv} was left unfinished by an interrupted run; the next change clears it"
+            );
+        }
+        let names = |v: Vec<&str>| -> Result<()> {
+            if self.cli.json {
+                print_json(&v)
+            } else {
+                v.iter().for_each(|n| println!("{n}"));
+                Ok(())
+            }
+        };
+        if a.bases {
+            names(l.bases.iter().map(|b| b.volume.lv.as_str()).collect())
+        } else if a.layers {
+            names(l.layers().map(|x| x.volume.lv.as_str()).collect())
+        } else if a.free_space {
+            let f = layout::free_space(&l);
+            if self.cli.json {
+                print_json(&f)
+            } else {
+                let shift = match a.units.as_str() {
+                    "b" => 0,
+                    "k" => 10,
+                    "m" => 20,
+                    "g" => 30,
+                    _ => 40,
+                };
+                println!("{:.2}", f.data_free as f64 / (1u64 << shift) as f64);
+                Ok(())
+            }
+        } else if self.cli.json {
+            print_json(&l)
+        } else {
+            print!("{}", layout::Tree(&l));
+            Ok(())
+        }
+    }
+
+    fn base(&self, a: &BaseArgs) -> Result<()> {
+        if let Some(nvr) = &a.add {
+            let nvr = Some(nvr.as_str()).filter(|n| !n.is_empty());
+            let size = a.size.as_deref().map(parse_size).transpose()?;
+            if let Some(from) = &a.from {
+                return self.add_from_image(from, nvr, size, a);
+            }
+            let (Some(nvr), Some(size)) = (nvr, size) else {
+                // A usage error like clap's own: exit 2.
+                Cli::command()
+                    .error(
+                        clap::error::ErrorKind::MissingRequiredArgument,
+                        "an empty base needs a name and a size (`base --add NVR --size SIZE`); \
+                         to fill one from an image use --from IMAGE",
+                    )
+                    .exit();
+            };
+            return self.change("base --add", |ctx| {
+                base::plan_add(&ctx.layout()?, nvr, size)
+            });
+        }
+        if let (Some(name), Some(out)) = (&a.export, &a.output) {
+            return self.export(name, out);
+        }
+        if let Some(name) = &a.remove {
+            return self.change_with("base --remove", true, |ctx| {
+                base::plan_remove(&ctx.layout()?, ctx.boot.as_ref(), name)
+            });
+        }
+        let l = self.read()?;
+        let b = if let Some(layer) = &a.of_layer {
+            base::of_layer(&l, layer)?
+        } else {
+            base::latest(&l)?
+        };
+        self.print_name("base", &b.volume.lv)
+    }
+
+    /// Fetch and inspect (no lock needed: nothing changes yet), then plan
+    /// and run under the lock.
+    fn add_from_image(
+        &self,
+        from: &str,
+        nvr: Option<&str>,
+        size: Option<u64>,
+        a: &BaseArgs,
+    ) -> Result<()> {
+        let given = a.sha256.as_deref().map(parse_sha256).transpose()?;
+        let (path, expected) = if is_url(from) {
+            let fetcher = Fetcher {
+                runner: self.runner,
+                cache: self.cli.cache_dir.clone(),
+            };
+            let expected = match given {
+                Some(d) => Some(d),
+                None if a.no_verify => None,
+                None => Some(fetcher.sums_for(from)?),
+            };
+            (fetcher.fetch(from, expected.as_deref())?, expected)
+        } else {
+            let path = PathBuf::from(from);
+            anyhow::ensure!(
+                path.is_file(),
+                "no image file {from}: give the path of an image file or an http(s) URL"
+            );
+            let expected = match given {
+                Some(d) => Some(d),
+                None if a.no_verify => None,
+                None => digest_from_sums(&path)?,
+            };
+            (path, expected)
+        };
+        let info = self
+            .images
+            .inspect(&path, nvr.is_none(), &self.progress)
+            .with_context(|| format!("cannot import {from}"))?;
+        self.change("base --add --from", |ctx| {
+            base::plan_add_image(
+                &ctx.layout()?,
+                &base::FromImage {
+                    info: &info,
+                    nvr,
+                    size,
+                    expected_sha256: expected.as_deref(),
+                    allow_delta: !a.no_delta,
+                    force: a.force,
+                },
+            )
+        })
+    }
+
+    fn export(&self, name: &str, out: &Path) -> Result<()> {
+        if self.cli.dry_run {
+            // Checks the base exists; writes nothing.
+            let l = self.read()?;
+            let b = base::find(&l, name)?;
+            let what = format!(
+                "export base {name} ({} bytes) to {}",
+                b.volume.size,
+                out.display()
+            );
+            return if self.cli.json {
+                print_json(&serde_json::json!({ "summary": what, "steps": [] }))
+            } else {
+                println!("would {what}");
+                Ok(())
+            };
+        }
+        let _lock = OpLock::acquire(
+            &self.cli.lock_file,
+            Duration::from_secs(self.cli.lock_wait),
+            "imgbase base --export",
+        )?;
+        let l = self.read()?;
+        let manifest = base::export(&self.lvm, &l, name, out, &self.progress)
+            .with_context(|| format!("cannot export {name} to {}", out.display()))?;
+        if self.cli.json {
+            print_json(&manifest)
+        } else {
+            println!("Exported {name} to {}", out.display());
+            Ok(())
+        }
+    }
+
+    fn layer(&self, a: &LayerArgs) -> Result<()> {
+        if let Some(target) = &a.add {
+            let target = Some(target.as_str()).filter(|t| !t.is_empty());
+            return self.change_with("layer --add", true, |ctx| {
+                layer::plan_add(&ctx.layout()?, ctx.boot.as_ref(), target)
+            });
+        }
+        if let Some(name) = &a.remove {
+            return self.change_with("layer --remove", true, |ctx| {
+                layer::plan_remove(&ctx.layout()?, ctx.boot.as_ref(), name)
+            });
+        }
+        let l = self.read()?;
+        if let Some(name) = &a.volume_path {
+            return self.print_name("path", &layer::volume_path(&l, name)?);
+        }
+        let x = if a.current {
+            layer::current(&l)?
+        } else {
+            layer::latest(&l)?
+        };
+        self.print_name("layer", &x.volume.lv)
+    }
+
+    fn boot(&self, a: &BootArgs) -> Result<()> {
+        let changing =
+            |what: &str, f: &dyn Fn(&Layout, &BootView) -> crate::error::Result<Plan>| {
+                self.change_with(what, true, |ctx| {
+                    let view = ctx.boot.as_ref().ok_or_else(|| {
+                        crate::error::Error::Refused(no_loader(&self.cli.boot_dir))
+                    })?;
+                    f(&ctx.layout()?, view)
+                })
+            };
+        if let Some(layer) = &a.set_default {
+            return changing("boot --set-default", &|l, v| {
+                boot::plan_set_default(l, v, layer)
+            });
+        }
+        if let Some(layer) = &a.next {
+            return changing("boot --next", &|l, v| boot::plan_next(l, v, layer));
+        }
+        if let Some(layer) = &a.setup {
+            let layer = Some(layer.as_str()).filter(|l| !l.is_empty());
+            let root = self.cli.root.clone();
+            return changing("boot --setup", &|l, v| {
+                boot::plan_setup(l, v, layer, root.clone())
+            });
+        }
+        let view = self.need_boot_view()?;
+        if a.get_default {
+            let layer = view.default.as_deref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no layer is the default boot entry (set one with `imgbase boot --set-default LAYER`)"
+                )
+            })?;
+            return self.print_name("layer", layer);
+        }
+        let entries = boot::list(&view);
+        if self.cli.json {
+            return print_json(&entries);
+        }
+        for e in &entries {
+            let mark = match (e.default, e.next) {
+                (_, true) => ">",
+                (true, _) => "*",
+                _ => " ",
+            };
+            println!("{mark} {:<40} {}  [{}]", e.id, e.title, e.kernel);
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
+        let l = self.read()?;
+        let view = self.boot_view()?;
+        if view.is_none() && self.cli.loader == "auto" {
+            boot::boot_missing(&l, &self.cli.boot_dir)?;
+        }
+        let mut r = boot::check(&l, view.as_ref())?;
+        r.unfinished_operations = self
+            .journal()
+            .unfinished(Some(&l.vg))?
+            .iter()
+            .map(|j| {
+                format!(
+                    "`imgbase {}`: {} ({} of {} steps done)",
+                    j.header.command,
+                    j.header.plan.summary,
+                    j.done,
+                    j.header.plan.steps.len()
+                )
+            })
+            .collect();
+        if self.cli.json {
+            print_json(&r)?;
+        } else {
+            match &r.loader {
+                Some(name) => println!("boot loader: {name} ({})", self.cli.boot_dir.display()),
+                None => println!(
+                    "boot loader: none found under {}",
+                    self.cli.boot_dir.display()
+                ),
+            }
+            let show = |what: &str, items: Vec<String>| {
+                for i in items {
+                    println!("problem: {what}: {i}");
+                }
+            };
+            show("boot entry without an LV", r.entries_without_lv.clone());
+            show("layer without a boot entry", r.layers_without_entry.clone());
+            show(
+                "orphan file",
+                r.orphan_files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            );
+            show(
+                "default entry names no entry",
+                r.default_missing.iter().cloned().collect(),
+            );
+            show("unfinished LV", r.incomplete_lvs.clone());
+            show("unfinished operation", r.unfinished_operations.clone());
+        }
+        let n = r.problems();
+        anyhow::ensure!(
+            n == 0,
+            "{n} problem(s) found: `imgbase recover` finishes interrupted operations and clears \
+             leftovers; `imgbase boot --setup` rewrites entries"
+        );
+        if !self.cli.json {
+            println!("no problems found");
+        }
+        Ok(())
+    }
+
+    fn w(&self) -> Result<()> {
+        let l = self.read()?;
+        let x = layer::current(&l)?;
+        if self.cli.json {
+            return print_json(&serde_json::json!({ "layer": x.volume.lv }));
+        }
+        println!("You are on {}", x.volume.lv);
+        Ok(())
+    }
+
+    fn print_name(&self, key: &str, value: &str) -> Result<()> {
+        if self.cli.json {
+            print_json(&serde_json::json!({ key: value }))
+        } else {
+            println!("{value}");
+            Ok(())
+        }
+    }
+}
+
+/// What recovery did (or, with --dry-run, would do).
+#[derive(Debug, Default, Serialize)]
+struct Recovery {
+    /// Journaled operations finished or undone.
+    operations: Vec<Recovered>,
+    /// Strays no journal claimed, cleared by this plan.
+    strays: Option<Plan>,
+}
+
+impl Recovery {
+    fn is_empty(&self) -> bool {
+        self.operations.is_empty() && self.strays.is_none()
+    }
+}
+
+impl std::fmt::Display for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for op in &self.operations {
+            writeln!(
+                f,
+                "Interrupted `imgbase {}`: {}: {}",
+                op.command, op.summary, op.outcome
+            )?;
+            for s in &op.steps {
+                writeln!(f, "  - {s}")?;
+            }
+        }
+        if let Some(p) = &self.strays {
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The one VG tagged as a layout in a report, if exactly one is.
+fn tagged_vg(records: &[crate::sys::lvm::LvRecord]) -> Option<String> {
+    let mut vgs: Vec<&str> = records
+        .iter()
+        .filter(|r| r.vg_tags.iter().any(|t| t == crate::model::tags::VG))
+        .map(|r| r.vg.as_str())
+        .collect();
+    vgs.dedup();
+    (vgs.len() == 1).then(|| vgs[0].to_string())
+}
+
+fn no_loader(boot_dir: &Path) -> String {
+    format!(
+        "no boot loader found under {}: pass --loader grub|grub-bls|systemd-boot \
+         (and --boot-dir DIR if /boot is elsewhere)",
+        boot_dir.display()
+    )
+}
+
+/// The NVR an imgbased-built image records inside its root.
+fn read_nvr(root: &crate::sys::lvm::LvRecord) -> crate::error::Result<String> {
+    let refuse = |why: String| {
+        crate::error::Error::Refused(format!(
+            "cannot read the NVR of {}/{}: {why}; pass it with --nvr NVR",
+            root.vg, root.name
+        ))
+    };
+    let dev = root
+        .kernel_major
+        .zip(root.kernel_minor)
+        .map(|(major, minor)| DevNum { major, minor })
+        .ok_or_else(|| refuse("it is not active".into()))?;
+    let dir = mount_point_of(dev).ok_or_else(|| refuse("it is not mounted".into()))?;
+    let file = dir.join(layout::NVR_FILE);
+    std::fs::read_to_string(&file)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| refuse(format!("{}: {e}", file.display())))
+}
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn write_docs(out: &Path) -> Result<()> {
+    use clap_complete::Shell;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut cmd = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .render(&mut page)?;
+    std::fs::write(out.join("imgbase.8"), page)?;
+    for sh in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(sh, &mut cmd, "imgbase", out)?;
+    }
+    println!("wrote the man page and completions to {}", out.display());
+    Ok(())
+}

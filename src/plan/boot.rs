@@ -1,0 +1,150 @@
+//! The boot domain: kernels under /boot/imgbase/<layer>/, the entries,
+//! the default and the one-shot layer. Every step rewrites whole files
+//! atomically, so re-running one a crash interrupted is always safe.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Sys, Undo};
+use crate::error::{Error, Result};
+use crate::sys::boot::BootExec;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum BootStep {
+    /// Copy a layer's kernels to /boot/imgbase/<layer>/.
+    InstallKernels {
+        layer: String,
+        args_from: Option<String>,
+    },
+    /// Remove /boot/imgbase/<layer>/ (shared files stay linked elsewhere).
+    RemoveKernels { layer: String },
+    /// Remove a file or folder under /boot/imgbase/ that is no layer's
+    /// (a `.tmp-*` folder a crash left).
+    RemoveStray { path: PathBuf },
+    /// Rewrite imgbase's boot entries: exactly these layers get one.
+    WriteEntries {
+        layers: Vec<String>,
+        before: Vec<String>,
+    },
+    SetDefault {
+        layer: Option<String>,
+        previous: Option<String>,
+    },
+    SetNext {
+        layer: Option<String>,
+        previous: Option<String>,
+    },
+    /// Install /etc/grub.d/09_imgbase under this root.
+    InstallGrubScript { root: PathBuf },
+}
+
+impl BootStep {
+    pub(super) fn undo(&self) -> Undo {
+        use BootStep::*;
+        Undo::By(
+            match self.clone() {
+                // A layer's directory rewritten (its arguments taken from
+                // itself, see `verbs::boot::plan_setup`) keeps the new copy:
+                // it holds the same LV's kernels, and the entries put back
+                // use it.
+                InstallKernels { layer, args_from } if args_from.as_deref() == Some(&layer) => {
+                    return Undo::Keep;
+                }
+                InstallKernels { layer, .. } => RemoveKernels { layer },
+                WriteEntries { layers, before } => WriteEntries {
+                    layers: before,
+                    before: layers,
+                },
+                SetDefault { layer, previous } => SetDefault {
+                    layer: previous,
+                    previous: layer,
+                },
+                SetNext { layer, previous } => SetNext {
+                    layer: previous,
+                    previous: layer,
+                },
+                // Harmless to keep: it only makes grub read our menu.
+                InstallGrubScript { .. } => return Undo::Keep,
+                RemoveKernels { .. } | RemoveStray { .. } => return Undo::Never,
+            }
+            .into(),
+        )
+    }
+
+    pub(super) fn apply(&self, sys: &Sys) -> Result<()> {
+        use BootStep::*;
+        let exec = sys.boot.ok_or_else(|| {
+            Error::Refused("internal: a boot step in a plan without a boot loader".into())
+        })?;
+        let b = &exec.boot;
+        match self {
+            InstallKernels { layer, args_from } => {
+                exec.install(&sys.vg, layer, args_from.as_deref())?
+            }
+            RemoveKernels { layer } => b.store().remove(layer)?,
+            RemoveStray { path } => b.store().remove_stray(path)?,
+            WriteEntries { layers, .. } => {
+                let store = b.store();
+                let mut installed = Vec::new();
+                for l in layers {
+                    installed.extend(store.installed(l)?);
+                }
+                b.write_entries(&installed)?;
+                if b.loader == crate::boot::loader::Loader::Grub && !b.grub_reads_menu() {
+                    tracing::warn!(
+                        "grub.cfg does not read imgbase's entries ({}): run `imgbase boot --setup`, \
+                         then `update-grub`, once",
+                        b.menu_path().display()
+                    );
+                }
+            }
+            SetDefault { layer, .. } => b.set_default(id_of(exec, layer.as_deref())?.as_deref())?,
+            SetNext { layer, .. } => exec.set_next(id_of(exec, layer.as_deref())?.as_deref())?,
+            InstallGrubScript { root } => {
+                b.install_grub_script(root)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The loader's id of a layer's entry.
+fn id_of(exec: &BootExec, layer: Option<&str>) -> Result<Option<String>> {
+    let Some(layer) = layer else { return Ok(None) };
+    let b = &exec.boot;
+    let inst = b.store().installed(layer)?.ok_or_else(|| {
+        Error::Refused(format!("layer {layer} has no kernels under /boot/imgbase"))
+    })?;
+    Ok(b.id_of(&inst))
+}
+
+impl fmt::Display for BootStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use BootStep::*;
+        match self {
+            InstallKernels { layer, .. } => {
+                write!(f, "copy the kernels of {layer} to /boot/imgbase/{layer}/")
+            }
+            RemoveKernels { layer } => write!(f, "remove /boot/imgbase/{layer}/"),
+            RemoveStray { path } => write!(f, "remove the leftover {}", path.display()),
+            WriteEntries { layers, .. } if layers.is_empty() => {
+                write!(f, "remove imgbase's boot entries")
+            }
+            WriteEntries { layers, .. } => {
+                write!(f, "write the boot entries of {}", layers.join(", "))
+            }
+            SetDefault { layer: Some(l), .. } => write!(f, "boot {l} by default"),
+            SetDefault { layer: None, .. } => write!(f, "clear the default boot entry"),
+            SetNext { layer: Some(l), .. } => write!(f, "boot {l} once, at the next boot"),
+            SetNext { layer: None, .. } => write!(f, "clear the one-shot boot entry"),
+            InstallGrubScript { root } => write!(
+                f,
+                "install {}/etc/grub.d/09_imgbase so grub reads imgbase's entries",
+                root.display().to_string().trim_end_matches('/')
+            ),
+        }
+    }
+}
