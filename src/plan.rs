@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::boot::loader::Loader;
 use crate::error::{Error, Result};
 use crate::image::detect::Format;
 use crate::model::size::human;
@@ -480,7 +479,7 @@ impl Executor<'_> {
                     installed.extend(store.installed(l)?);
                 }
                 b.write_entries(&installed)?;
-                if b.loader == Loader::Grub && !b.grub_reads_menu() {
+                if b.needs_grub_script() && !b.grub_reads_menu() {
                     tracing::warn!(
                         "grub.cfg does not read imgbase's entries ({}): run `imgbase boot --setup`, \
                          then `update-grub`, once",
