@@ -1,6 +1,7 @@
 //! The boot loader of a node: which one, where its files are, and how
 //! imgbase's entries, the default layer and the one-shot layer are written
-//! for it.
+//! for it. [`Loader`] names it; what it does is its [`BootLoader`]
+//! ([`super::loaders`]), which [`Boot`] hands every call to.
 //!
 //! Entries are derived from the kernel store ([`super::kernels`]): every
 //! layer with a directory there gets an entry per kernel (BLS) or one menu
@@ -9,19 +10,16 @@
 
 use std::fmt;
 use std::fs;
-use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::Serialize;
 
-use super::bls::{self, Entry};
-use super::grubenv::GrubEnv;
-use super::grubmenu::{self, MenuEntry};
-use super::kernels::{Installed, Store, initrd_name, linux_name};
-use super::{BootError, io_at, refuse_control, write_atomic};
-use crate::model::names::LayerName;
+use super::BootError;
+use super::kernels::{Installed, Store};
+pub use super::loaders::title;
+use super::loaders::{self, BootDir, BootLoader};
 
 /// The loaders imgbase writes entries for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -33,6 +31,18 @@ pub enum Loader {
     GrubBls,
     /// systemd-boot: BLS files, default in loader.conf.
     SystemdBoot,
+}
+
+impl Loader {
+    /// What this loader does with entries, default and one-shot entry:
+    /// the one place that tells the loaders apart.
+    pub fn imp(self) -> &'static dyn BootLoader {
+        match self {
+            Loader::Grub => &loaders::Grub,
+            Loader::GrubBls => &loaders::GrubBls,
+            Loader::SystemdBoot => &loaders::SystemdBoot,
+        }
+    }
 }
 
 impl fmt::Display for Loader {
@@ -104,18 +114,6 @@ pub struct Boot {
     pub prefix: String,
 }
 
-/// The menu title of a layer's entry: base name, version-release and the
-/// layer number tell layers apart.
-pub fn title(layer: &str) -> String {
-    match layer.parse::<LayerName>() {
-        Ok(l) => format!(
-            "{} {}-{} (layer {})",
-            l.base.name, l.base.version, l.base.release, l.index
-        ),
-        Err(_) => layer.to_string(),
-    }
-}
-
 impl Boot {
     pub fn new(dir: &Path, loader: Loader) -> Boot {
         let own_fs = match (fs::metadata(dir), fs::metadata(dir.join(".."))) {
@@ -137,280 +135,91 @@ impl Boot {
         Store::new(&self.dir)
     }
 
-    fn grub_dir(&self) -> PathBuf {
-        let g2 = self.dir.join("grub2");
-        if g2.is_dir() {
-            g2
-        } else {
-            self.dir.join("grub")
+    /// What the loader does; every loader-specific call goes through it.
+    fn imp(&self) -> &'static dyn BootLoader {
+        self.loader.imp()
+    }
+
+    fn at(&self) -> BootDir<'_> {
+        BootDir {
+            dir: &self.dir,
+            prefix: &self.prefix,
         }
     }
 
     pub fn grubenv_path(&self) -> PathBuf {
-        self.grub_dir().join("grubenv")
+        loaders::grubenv_path(self.at())
     }
 
     pub fn menu_path(&self) -> PathBuf {
-        self.grub_dir().join("imgbase.cfg")
-    }
-
-    fn entries_dir(&self) -> PathBuf {
-        self.dir.join("loader/entries")
-    }
-
-    fn loader_conf(&self) -> PathBuf {
-        self.dir.join("loader/loader.conf")
-    }
-
-    /// A store file's path as the loader sees it.
-    fn loader_path(&self, layer: &str, file: &str) -> String {
-        format!("{}/{}/{layer}/{file}", self.prefix, super::kernels::STORE)
+        loaders::menu_path(self.at())
     }
 
     /// The id the loader knows a layer's default entry by: the layer name
     /// in the grub menu, the entry file's id for BLS (newest kernel).
     pub fn id_of(&self, inst: &Installed) -> Option<String> {
-        match self.loader {
-            Loader::Grub => Some(inst.layer.clone()),
-            Loader::GrubBls | Loader::SystemdBoot => {
-                inst.kernels.first().map(|k| bls::entry_id(&inst.layer, k))
-            }
-        }
+        self.imp().id_of(inst)
     }
 
     /// The layer an id names, among the installed layers.
     pub fn layer_of_id<'a>(&self, id: &str, layers: &'a [Installed]) -> Option<&'a Installed> {
-        layers.iter().find(|l| match self.loader {
-            Loader::Grub => l.layer == id,
-            Loader::GrubBls | Loader::SystemdBoot => l.kernels.iter().any(|k| {
-                bls::entry_id(&l.layer, k) == id || bls::entry_file_name(&l.layer, k) == id
-            }),
-        })
+        layers.iter().find(|l| self.imp().is_entry_of(id, l))
     }
 
     /// Write the entries of exactly these layers (newest first in the
     /// menu), removing imgbase's entries of any other layer.
     pub fn write_entries(&self, layers: &[Installed]) -> Result<(), BootError> {
-        match self.loader {
-            Loader::Grub => {
-                let entries: Vec<MenuEntry> = layers
-                    .iter()
-                    .rev()
-                    .filter_map(|l| {
-                        let k = l.kernels.first()?;
-                        Some(MenuEntry {
-                            id: l.layer.clone(),
-                            title: title(&l.layer),
-                            linux: self.loader_path(&l.layer, &linux_name(k)),
-                            initrds: vec![self.loader_path(&l.layer, &initrd_name(k))],
-                            options: l.options.clone(),
-                        })
-                    })
-                    .collect();
-                // Rendered (and so checked) before anything is made.
-                let menu = grubmenu::render(&entries, "")?;
-                let path = self.menu_path();
-                fs::create_dir_all(self.grub_dir()).map_err(io_at(&self.grub_dir()))?;
-                write_atomic(&path, menu.as_bytes()).map_err(io_at(&path))
-            }
-            Loader::GrubBls | Loader::SystemdBoot => {
-                // Every entry is made (and so checked) before any is
-                // written: a bad value in one layer leaves /boot as it was.
-                let mut entries = Vec::new();
-                for l in layers {
-                    for (i, k) in l.kernels.iter().enumerate() {
-                        let mut t = title(&l.layer);
-                        if i > 0 {
-                            t.push_str(&format!(", kernel {k}"));
-                        }
-                        let entry = Entry::new(
-                            &t,
-                            k,
-                            &self.loader_path(&l.layer, &linux_name(k)),
-                            &[self.loader_path(&l.layer, &initrd_name(k))],
-                            &l.options,
-                        )?;
-                        // Named after the check: the name holds the version.
-                        entries.push((bls::entry_file_name(&l.layer, k), entry.to_string()));
-                    }
-                }
-                let dir = self.entries_dir();
-                fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-                let mut wanted = Vec::new();
-                for (name, text) in entries {
-                    let path = dir.join(&name);
-                    // An unchanged file is not rewritten.
-                    if fs::read_to_string(&path).ok().as_deref() != Some(&text) {
-                        write_atomic(&path, text.as_bytes()).map_err(io_at(&path))?;
-                    }
-                    wanted.push(name);
-                }
-                for name in self.our_entry_files()? {
-                    if !wanted.contains(&name) {
-                        let path = dir.join(&name);
-                        fs::remove_file(&path).map_err(io_at(&path))?;
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// imgbase's BLS entry files (by name), sorted.
-    fn our_entry_files(&self) -> Result<Vec<String>, BootError> {
-        let dir = self.entries_dir();
-        let mut out = Vec::new();
-        match fs::read_dir(&dir) {
-            Ok(rd) => {
-                for e in rd.flatten() {
-                    if let Ok(n) = e.file_name().into_string()
-                        && bls::is_ours(&n)
-                    {
-                        out.push(n);
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_at(&dir)(e)),
-        }
-        out.sort();
-        Ok(out)
+        self.imp().write_entries(self.at(), layers)
     }
 
     /// The layers the written entries name (read from the menu file or
     /// the BLS files, not derived), for `check`.
     pub fn written_layers(&self) -> Result<Vec<String>, BootError> {
-        let mut out = Vec::new();
-        match self.loader {
-            Loader::Grub => {
-                let path = self.menu_path();
-                let text = match fs::read_to_string(&path) {
-                    Ok(t) => t,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-                    Err(e) => return Err(io_at(&path)(e)),
-                };
-                for line in text.lines() {
-                    if line.starts_with("menuentry ")
-                        && let Some(rest) = line.split(" --id '").nth(1)
-                        && let Some(id) = rest.split('\'').next()
-                    {
-                        out.push(id.to_string());
-                    }
-                }
-            }
-            Loader::GrubBls | Loader::SystemdBoot => {
-                for name in self.our_entry_files()? {
-                    let path = self.entries_dir().join(&name);
-                    let text = fs::read_to_string(&path).map_err(io_at(&path))?;
-                    if let Some(l) = Entry::parse(&text).options().get("imgbase.layer") {
-                        out.push(l.to_string());
-                    }
-                }
-            }
-        }
+        let mut out = self.imp().written_layers(self.at())?;
         out.sort();
         out.dedup();
         Ok(out)
     }
 
-    fn grubenv(&self) -> Result<GrubEnv, BootError> {
-        let path = self.grubenv_path();
-        if path.exists() {
-            GrubEnv::load(&path)
-        } else {
-            Ok(GrubEnv::new())
-        }
-    }
-
     /// The ids of the default and of the one-shot entry, as stored.
     pub fn default_and_next(&self) -> Result<(Option<String>, Option<String>), BootError> {
-        match self.loader {
-            Loader::Grub | Loader::GrubBls => {
-                let env = self.grubenv()?;
-                let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(String::from);
-                Ok((get("saved_entry"), get("next_entry")))
-            }
-            Loader::SystemdBoot => {
-                let conf = fs::read_to_string(self.loader_conf()).unwrap_or_default();
-                let default = conf.lines().find_map(|l| {
-                    let (k, v) = l.trim().split_once(char::is_whitespace)?;
-                    (k == "default").then(|| v.trim().trim_end_matches(".conf").to_string())
-                });
-                Ok((default, None))
-            }
-        }
+        self.imp().default_and_next(self.at())
     }
 
     /// Make `id` the default entry (None: no default of imgbase's).
     pub fn set_default(&self, id: Option<&str>) -> Result<(), BootError> {
-        match self.loader {
-            Loader::Grub | Loader::GrubBls => self.set_env("saved_entry", id),
-            Loader::SystemdBoot => {
-                let path = self.loader_conf();
-                let conf = fs::read_to_string(&path).unwrap_or_default();
-                let mut lines: Vec<String> = conf
-                    .lines()
-                    .filter(|l| l.split_whitespace().next() != Some("default"))
-                    .map(String::from)
-                    .collect();
-                if let Some(id) = id {
-                    refuse_control("default entry id", id)?;
-                    lines.push(format!("default {id}.conf"));
-                }
-                let text = lines.join("\n") + "\n";
-                write_atomic(&path, text.as_bytes()).map_err(io_at(&path))
-            }
-        }
+        self.imp().set_default(self.at(), id)
     }
 
     /// Boot `id` once at the next boot (grub's `next_entry`). systemd-boot
-    /// keeps this in an EFI variable: see the sys layer.
+    /// keeps this in an EFI variable: see the sys layer and
+    /// [`Boot::next_in_efi_var`].
     pub fn set_next(&self, id: Option<&str>) -> Result<(), BootError> {
-        self.set_env("next_entry", id)
+        loaders::set_env(self.at(), "next_entry", id)
     }
 
-    fn set_env(&self, name: &str, value: Option<&str>) -> Result<(), BootError> {
-        let path = self.grubenv_path();
-        let mut env = self.grubenv()?;
-        match value {
-            Some(v) => env.set(name, v)?,
-            None => {
-                if env.unset(name).is_none() && path.exists() {
-                    return Ok(());
-                }
-            }
-        }
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(io_at(dir))?;
-        }
-        env.save(&path)
+    /// Whether the one-shot entry is an EFI variable that a tool sets
+    /// (systemd-boot), not one [`Boot::set_next`] writes.
+    pub fn next_in_efi_var(&self) -> bool {
+        self.imp().next_in_efi_var()
+    }
+
+    /// Whether grub reads the entries only through imgbase's /etc/grub.d
+    /// script ([`Boot::install_grub_script`]): grub without blscfg.
+    pub fn needs_grub_script(&self) -> bool {
+        self.imp().needs_grub_script()
     }
 
     /// Install the /etc/grub.d script under `root` (grub only). Returns
     /// whether grub.cfg already reads imgbase's menu.
     pub fn install_grub_script(&self, root: &Path) -> Result<bool, BootError> {
-        let dir = root.join("etc/grub.d");
-        let path = dir.join(grubmenu::GRUB_D_SCRIPT);
-        let menu_on_boot = format!(
-            "{}/{}/imgbase.cfg",
-            self.prefix,
-            self.grub_dir()
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("grub")
-        );
-        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        write_atomic(&path, grubmenu::grub_d_script(&menu_on_boot).as_bytes())
-            .map_err(io_at(&path))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(io_at(&path))?;
-        Ok(self.grub_reads_menu())
+        loaders::install_script(self.at(), root)
     }
 
     /// Whether grub.cfg reads imgbase's menu file (grub only): if not,
     /// the entries are written but grub does not show them.
     pub fn grub_reads_menu(&self) -> bool {
-        let cfg = self.grub_dir().join("grub.cfg");
-        fs::read_to_string(cfg).is_ok_and(|s| s.contains("imgbase.cfg"))
+        loaders::reads_menu(self.at())
     }
 
     /// Every entry of the installed layers as `boot --list` shows it,
@@ -424,20 +233,7 @@ impl Boot {
     ) -> Vec<Listed> {
         let mut out = Vec::new();
         for l in layers.iter().rev() {
-            let ids: Vec<(String, &String)> = match self.loader {
-                Loader::Grub => l
-                    .kernels
-                    .first()
-                    .map(|k| (l.layer.clone(), k))
-                    .into_iter()
-                    .collect(),
-                _ => l
-                    .kernels
-                    .iter()
-                    .map(|k| (bls::entry_id(&l.layer, k), k))
-                    .collect(),
-            };
-            for (id, k) in ids {
+            for (id, k) in self.imp().entries_of(l) {
                 out.push(Listed {
                     default: default == Some(id.as_str()),
                     next: next == Some(id.as_str()),
@@ -455,7 +251,10 @@ impl Boot {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
+    use crate::boot::bls::Entry;
     use crate::boot::cmdline::Cmdline;
 
     fn installed(layer: &str, kernels: &[&str]) -> Installed {
@@ -661,6 +460,39 @@ mod tests {
         let (default, next) = b.default_and_next().unwrap();
         let list = b.list(&layers, default.as_deref(), next.as_deref());
         assert_eq!(list.len(), 2);
+    }
+
+    #[test]
+    fn systemd_boot_reads_the_entries_grub_bls_writes() {
+        let layers = [installed("N-1-0+1", &["6.2", "6.1"])];
+        let written = |loader| {
+            let (t, b) = boot(loader);
+            b.write_entries(&layers).unwrap();
+            let files: Vec<_> = files_under(t.path())
+                .iter()
+                .map(|p| {
+                    (
+                        p.strip_prefix(t.path()).unwrap().to_owned(),
+                        fs::read(p).unwrap(),
+                    )
+                })
+                .collect();
+            (files, b.list(&layers, None, None))
+        };
+        assert_eq!(written(Loader::SystemdBoot), written(Loader::GrubBls));
+    }
+
+    #[test]
+    fn only_grub_needs_the_script_and_only_systemd_boot_an_efi_variable() {
+        for (loader, script, efi) in [
+            (Loader::Grub, true, false),
+            (Loader::GrubBls, false, false),
+            (Loader::SystemdBoot, false, true),
+        ] {
+            let (_t, b) = boot(loader);
+            assert_eq!(b.needs_grub_script(), script, "{loader}");
+            assert_eq!(b.next_in_efi_var(), efi, "{loader}");
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! with blscfg, systemd-boot) get one file per layer ([`bls`]); Debian's
 //! grub, which has no blscfg, gets one generated menu file owned by imgbase
 //! ([`grubmenu`]). The default and one-shot layer live in grub's
-//! environment block ([`grubenv`]).
+//! environment block ([`grubenv`]). [`loader`] names a node's loader;
+//! [`loaders`] holds what each one does with these formats.
 //!
 //! Nothing here runs a tool or knows the layout: the boot verbs decide what
 //! to write, these modules say how, and [`write_atomic`] puts it on disk so
@@ -17,6 +18,7 @@ pub mod grubenv;
 pub mod grubmenu;
 pub mod kernels;
 pub mod loader;
+pub mod loaders;
 
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;

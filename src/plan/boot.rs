@@ -93,7 +93,7 @@ impl BootStep {
                     installed.extend(store.installed(l)?);
                 }
                 b.write_entries(&installed)?;
-                if b.loader == crate::boot::loader::Loader::Grub && !b.grub_reads_menu() {
+                if b.needs_grub_script() && !b.grub_reads_menu() {
                     tracing::warn!(
                         "grub.cfg does not read imgbase's entries ({}): run `imgbase boot --setup`, \
                          then `update-grub`, once",

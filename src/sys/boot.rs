@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::boot::cmdline::Cmdline;
 use crate::boot::kernels;
-use crate::boot::loader::{Boot, Loader};
+use crate::boot::loader::Boot;
 use crate::boot::{BootError, io_at};
 use crate::sys::cmd::{Cmd, Runner};
 use crate::sys::fs::{DevNum, mount_point_of};
@@ -120,9 +120,10 @@ impl BootExec<'_> {
     }
 
     pub fn set_next(&self, id: Option<&str>) -> Result<(), BootError> {
-        match self.boot.loader {
-            Loader::SystemdBoot => self.trees.set_oneshot(&self.boot.dir, id),
-            _ => self.boot.set_next(id),
+        if self.boot.next_in_efi_var() {
+            self.trees.set_oneshot(&self.boot.dir, id)
+        } else {
+            self.boot.set_next(id)
         }
     }
 }

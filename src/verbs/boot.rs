@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::boot::kernels::Installed;
-use crate::boot::loader::{Boot, Listed, Loader};
+use crate::boot::loader::{Boot, Listed};
 use crate::error::{Error, Result};
 use crate::model::layout::{Layout, Pool};
 use crate::model::names::LayerName;
@@ -311,7 +311,7 @@ pub fn plan_setup(
             view.boot.loader
         ),
     );
-    if view.boot.loader == Loader::Grub {
+    if view.boot.needs_grub_script() {
         plan.push(BootStep::InstallGrubScript { root });
     }
     mark_boot(&mut plan, &layout.pool, view);
@@ -423,6 +423,7 @@ pub fn check(layout: &Layout, view: Option<&BootView>) -> Result<CheckReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boot::loader::Loader;
 
     fn view(installed: &[(&str, u64)], free: u64) -> BootView {
         BootView {
