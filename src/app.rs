@@ -173,6 +173,22 @@ impl App<'_> {
         // Boot steps of a journal need /boot even for a verb without any.
         let boot = boot || !journals.is_empty();
         self.load(ctx, boot, all)?;
+        // Mounts a killed run left go first: they keep the LVs that the
+        // journals below remove busy.
+        let mounts = crate::sys::mount::stale_mounts();
+        if !mounts.is_empty() {
+            let mut unmount = Plan::new(
+                self.cli.vg.as_deref().unwrap_or_default(),
+                "unmount what killed runs left mounted",
+            );
+            for path in mounts {
+                unmount.push(crate::plan::FilesStep::Unmount { path });
+            }
+            if !self.cli.dry_run {
+                self.with_executor(ctx, &unmount.vg, |x| x.execute("recover", &unmount))?;
+            }
+            done.mounts = Some(unmount);
+        }
         for r in &journals {
             if self.cli.dry_run {
                 done.operations.push(Recovered {
@@ -205,7 +221,7 @@ impl App<'_> {
             vg: &vg,
             records: &records,
             boot: ctx.boot.as_ref(),
-            stale_mounts: crate::sys::mount::stale_mounts(),
+            stale_mounts: vec![],
         });
         if strays.steps.is_empty() {
             return Ok(done);
@@ -650,6 +666,8 @@ impl App<'_> {
 /// What recovery did (or, with --dry-run, would do).
 #[derive(Debug, Default, Serialize)]
 struct Recovery {
+    /// Mounts of killed runs, taken off first.
+    mounts: Option<Plan>,
     /// Journaled operations finished or undone.
     operations: Vec<Recovered>,
     /// Strays no journal claimed, cleared by this plan.
@@ -658,12 +676,15 @@ struct Recovery {
 
 impl Recovery {
     fn is_empty(&self) -> bool {
-        self.operations.is_empty() && self.strays.is_none()
+        self.operations.is_empty() && self.strays.is_none() && self.mounts.is_none()
     }
 }
 
 impl std::fmt::Display for Recovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = &self.mounts {
+            write!(f, "{p}")?;
+        }
         for op in &self.operations {
             writeln!(
                 f,

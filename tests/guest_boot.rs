@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -91,25 +90,6 @@ impl Node {
     fn menu(&self) -> String {
         fs::read_to_string(self.boot.join("grub/imgbase.cfg")).unwrap_or_default()
     }
-}
-
-/// Every file under `dir` with its bytes (to compare before/after).
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p.clone());
-                out.insert(p, b"<dir>".to_vec());
-            } else {
-                out.insert(p.clone(), fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 /// Every kernel and initramfs a menu entry names exists under /boot

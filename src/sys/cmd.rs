@@ -115,7 +115,20 @@ pub struct SystemRunner;
 impl Runner for SystemRunner {
     fn output(&self, cmd: &Cmd) -> Result<Output, CmdError> {
         tracing::debug!(cmd = %cmd.display(), "running");
-        let out = Command::new(&cmd.program)
+        let mut command = Command::new(&cmd.program);
+        // A tool dies with imgbase: one killed mid-step must not go on
+        // writing (a tar into a mount recovery is about to take away).
+        // SAFETY: prctl is async-signal-safe, and nothing else runs
+        // between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
+        let out = command
             .args(cmd.args.iter().map(OsString::from))
             // Tools must print numbers with '.' decimals and untranslated
             // messages; lvm warns about inherited fds unless told not to.

@@ -8,8 +8,9 @@
 //!   closed);
 //! - `pause-before:N`: print `imgbase: paused before step N` on stderr and
 //!   wait to be killed;
-//! - `kill-during:PHASE`: SIGKILL at the first progress report of a phase
-//!   (`write`, `extract`, …), in the middle of writing an image.
+//! - `kill-during:PHASE`: SIGKILL a moment (`IMGBASE_FAULT_DELAY_MS`,
+//!   default 300) after a progress phase (`write`, `extract`, …) starts, in
+//!   the middle of writing an image, whatever tool is writing it.
 
 const VAR: &str = "IMGBASE_FAULT";
 
@@ -53,12 +54,19 @@ pub fn before_step(index: usize) {
     }
 }
 
-/// Called on every progress report of a phase.
+/// Called when a progress phase starts.
 pub fn during(phase: &str) {
     if let Some((what, at)) = wanted()
         && what == "kill-during"
         && at == phase
     {
-        die()
+        let ms = std::env::var("IMGBASE_FAULT_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            die()
+        });
     }
 }

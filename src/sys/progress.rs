@@ -44,6 +44,7 @@ impl Progress {
 
     /// Start a phase of `total` bytes (0 if unknown).
     pub fn start(&self, phase: &str, total: u64) {
+        super::fault::during(phase);
         self.finish();
         match self.mode {
             ProgressMode::Bar => {
@@ -74,7 +75,6 @@ impl Progress {
 
     /// Bytes done so far in the current phase.
     pub fn update(&self, done: u64) {
-        super::fault::during(&self.phase.lock().unwrap().0);
         match self.mode {
             ProgressMode::Bar => {
                 if let Some(bar) = self.bar.lock().unwrap().as_ref() {

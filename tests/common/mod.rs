@@ -115,6 +115,11 @@ impl TestVg {
         sh("umount", &[mnt.path().to_str().unwrap()]);
     }
 
+    /// The journal of this VG's operations lives under here.
+    pub fn state_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/run/imgbase-test-{}-state", self.name))
+    }
+
     pub fn dev(&self, lv: &str) -> String {
         format!("/dev/{}/{lv}", self.name)
     }
@@ -132,6 +137,7 @@ impl TestVg {
             .args(args)
             .env("IMGBASE_LOCK_FILE", &self.lock)
             .env("IMGBASE_LOCK_WAIT", "1")
+            .env("IMGBASE_STATE_DIR", self.state_dir())
             // No boot entries unless a test asks (--loader): the guest's /boot is the host's.
             .env("IMGBASE_LOADER", "none")
             .output()
@@ -240,7 +246,29 @@ impl Drop for TestVg {
             .output();
         let _ = Command::new("losetup").args(["-d", &self.loopdev]).output();
         let _ = std::fs::remove_file(&self.file);
+        let _ = std::fs::remove_dir_all(self.state_dir());
     }
+}
+
+/// Every file under `dir` with its bytes (to compare before/after).
+pub fn files(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p.clone());
+                out.insert(p, b"<dir>".to_vec());
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
 }
 
 /// Filesystem UUID of a device.

@@ -1,0 +1,502 @@
+//! Guest tier: proof by killing. Each changing command is SIGKILLed at
+//! every step boundary (`IMGBASE_FAULT=kill-before:N`, a debug-build hook),
+//! then `imgbase recover` runs, and the node must show the operation
+//! either complete or absent, nothing left over (`lvs -a`, /boot,
+//! grubenv, the journal), and a default entry naming an existing,
+//! complete layer. One VG per command; all in the one guest.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::images::*;
+use common::*;
+
+const OLD: &str = "Node-0.9-0";
+const BASE: &str = "Node-1.0-0";
+const KVER: &str = "6.1.0-9-amd64";
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// An ext4 image of a root with a kernel and initramfs (`seed` makes
+/// images of different content).
+fn kernel_image(work: &Work, name: &str, seed: u64) -> PathBuf {
+    let tree = work.trees().join(name);
+    for d in ["boot", "etc/kernel"] {
+        fs::create_dir_all(tree.join(d)).unwrap();
+    }
+    fs::write(
+        tree.join(format!("boot/vmlinuz-{KVER}")),
+        pseudo_random(64 << 10, seed),
+    )
+    .unwrap();
+    fs::write(
+        tree.join(format!("boot/initrd.img-{KVER}")),
+        pseudo_random(64 << 10, seed + 100),
+    )
+    .unwrap();
+    fs::write(tree.join("etc/kernel/cmdline"), "console=ttyS0\n").unwrap();
+    ext4_image(&tree, &work.file(&format!("{name}.ext4")), 64)
+}
+
+/// A node with boot entries (grub, a /boot of its own): the adopted root
+/// `Node-0.9-0` and a base `Node-1.0-0` with a kernel and one layer, which
+/// is the default.
+struct Node {
+    vg: TestVg,
+    work: Work,
+    boot: PathBuf,
+    image: PathBuf,
+}
+
+/// What the LVs look like apart from run-to-run noise (uuids, open
+/// counts, usage).
+#[derive(Debug, PartialEq)]
+struct Seen {
+    lvs: Vec<String>,
+    boot: BTreeMap<PathBuf, Vec<u8>>,
+    env: String,
+}
+
+/// What an operation changed in the VG's names.
+#[derive(Debug, Default)]
+struct Change {
+    added: Vec<String>,
+    removed: Vec<String>,
+}
+
+fn node(name: &str) -> Node {
+    let vg = TestVg::new(name, 1024, 800);
+    vg.init(OLD);
+    let work = Work::new();
+    let image = kernel_image(&work, "root", 1);
+    let boot = work.path().join("boot");
+    fs::create_dir_all(boot.join("grub")).unwrap();
+    let n = Node {
+        vg,
+        work,
+        boot,
+        image,
+    };
+    n.ok(&["base", "--add", BASE, "--from", s(&n.image)]);
+    n.ok(&["layer", "--add", BASE]);
+    n.ok(&["boot", "--set-default", &format!("{BASE}+1")]);
+    n
+}
+
+impl Node {
+    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut v = vec!["--loader", "grub", "--boot-dir", s(&self.boot)];
+        v.extend_from_slice(args);
+        v
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.vg.ok(&self.args(args))
+    }
+
+    fn killed(&self, args: &[&str], fault: &str) -> Output {
+        let mut full = vec!["--vg", &self.vg.name];
+        full.extend(self.args(args));
+        let out = std::process::Command::new(IMGBASE)
+            .args(&full)
+            .env("IMGBASE_LOCK_FILE", &self.vg.lock)
+            .env("IMGBASE_STATE_DIR", self.vg.state_dir())
+            .env("IMGBASE_FAULT", fault)
+            .output()
+            .unwrap();
+        // The hook fired: a run that ended on its own proves nothing.
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "imgbase {args:?} with {fault} was not killed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// The number of steps the command's plan has now.
+    fn steps(&self, args: &[&str]) -> usize {
+        let mut a = vec!["--dry-run", "--json"];
+        a.extend_from_slice(args);
+        let plan: serde_json::Value = serde_json::from_str(&self.ok(&a)).unwrap();
+        plan["steps"].as_array().unwrap().len()
+    }
+
+    fn seen(&self) -> Seen {
+        let json = lvm(&[
+            "lvs",
+            "-a",
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "-o",
+            "lv_name,lv_attr,lv_size,origin,lv_tags,vg_tags",
+            &self.vg.name,
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let mut lvs: Vec<String> = v["report"][0]["lv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|lv| {
+                // The open flag (attr 6) depends on who looks, not on imgbase.
+                let mut attr: Vec<char> = lv["lv_attr"].as_str().unwrap().chars().collect();
+                attr[5] = '-';
+                format!(
+                    "{} {} {} {} {} {}",
+                    lv["lv_name"],
+                    attr.into_iter().collect::<String>(),
+                    lv["lv_size"],
+                    lv["origin"],
+                    lv["lv_tags"],
+                    lv["vg_tags"]
+                )
+            })
+            .collect();
+        lvs.sort();
+        Seen {
+            lvs,
+            boot: files(&self.boot),
+            env: self.env(),
+        }
+    }
+
+    fn env(&self) -> String {
+        sh(
+            "grub-editenv",
+            &[s(&self.boot.join("grub/grubenv")), "list"],
+        )
+    }
+
+    fn default_layer(&self) -> Option<String> {
+        self.env()
+            .lines()
+            .find_map(|l| l.strip_prefix("saved_entry="))
+            .map(String::from)
+    }
+
+    /// Nothing half made anywhere, and the default boots a real layer.
+    fn assert_clean(&self, what: &str) {
+        for lv in self.vg.names() {
+            assert!(!lv.starts_with("imgbase-tmp-"), "{what}: {lv} left");
+            let tags = self.vg.tags(&lv);
+            assert!(
+                !tags.iter().any(|t| t == "imgbase:incomplete"),
+                "{what}: {lv} left incomplete"
+            );
+        }
+        let store = self.boot.join("imgbase");
+        let layers: Vec<String> = self
+            .vg
+            .names()
+            .into_iter()
+            .filter(|lv| self.vg.tags(lv).iter().any(|t| t == "imgbased:layer"))
+            .collect();
+        for e in fs::read_dir(&store).into_iter().flatten() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            assert!(
+                layers.contains(&name),
+                "{what}: /boot/imgbase/{name} is no layer's ({layers:?})"
+            );
+        }
+        let journal = self.vg.state_dir().join("journal");
+        let left: Vec<_> = fs::read_dir(&journal)
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{what}: journal holds {left:?}");
+        let default = self.default_layer();
+        let default = default
+            .as_deref()
+            .unwrap_or_else(|| panic!("{what}: no default"));
+        assert!(
+            layers.iter().any(|l| l == default) && store.join(default).is_dir(),
+            "{what}: the default {default} is not a complete layer with kernels"
+        );
+        let menu = fs::read_to_string(self.boot.join("grub/imgbase.cfg")).unwrap();
+        assert!(
+            menu.contains(&format!("--id '{default}'")),
+            "{what}: the menu has no entry {default}"
+        );
+        self.ok(&["check"]);
+    }
+
+    /// Kill `args` before each of its steps and after the last, recover,
+    /// and hold the node to "complete or absent". `complete` says whether
+    /// a changed node is the finished operation; `reset` brings the node
+    /// back to a state the command applies to. Returns how many runs
+    /// ended absent and how many complete.
+    fn kill_at_every_step(
+        &self,
+        args: impl Fn(&Node) -> Vec<String>,
+        complete: impl Fn(&Node, &Change) -> bool,
+        reset: impl Fn(&Node, &Change),
+    ) -> (usize, usize) {
+        let (mut absent, mut done) = (0, 0);
+        let mut k = 0;
+        loop {
+            let owned = args(self);
+            let a: Vec<&str> = owned.iter().map(String::as_str).collect();
+            let n = self.steps(&a);
+            if k > n {
+                break;
+            }
+            let what = format!("{a:?} killed before step {k} of {n}");
+            let before = self.seen();
+            let names = self.vg.names();
+            self.killed(&a, &format!("kill-before:{k}"));
+            let said = self.ok(&["recover"]);
+            assert_ne!(said.trim(), "nothing to recover", "{what}");
+            assert_eq!(self.ok(&["recover"]).trim(), "nothing to recover", "{what}");
+            self.assert_clean(&what);
+            let after = self.seen();
+            if after == before {
+                absent += 1;
+            } else {
+                let now = self.vg.names();
+                let change = Change {
+                    added: now.iter().filter(|x| !names.contains(x)).cloned().collect(),
+                    removed: names.iter().filter(|x| !now.contains(x)).cloned().collect(),
+                };
+                assert!(
+                    complete(self, &change),
+                    "{what}: neither absent nor complete: {change:?}\nbefore {before:#?}\nafter {after:#?}"
+                );
+                done += 1;
+                reset(self, &change);
+            }
+            k += 1;
+        }
+        (absent, done)
+    }
+}
+
+fn owned(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn has_entry(n: &Node, layer: &str) -> bool {
+    n.boot.join("imgbase").join(layer).is_dir()
+        && fs::read_to_string(n.boot.join("grub/imgbase.cfg"))
+            .unwrap()
+            .contains(&format!("--id '{layer}'"))
+}
+
+#[test]
+#[ignore = "guest tier: run by tests/run"]
+fn layer_add_and_set_default_killed_at_every_step() {
+    let n = node("ibkill1");
+    let (absent, done) = n.kill_at_every_step(
+        |_| owned(&["layer", "--add", BASE]),
+        |n, c| c.removed.is_empty() && c.added.len() == 1 && has_entry(n, &c.added[0]),
+        |n, c| {
+            n.ok(&["layer", "--remove", &c.added[0]]);
+        },
+    );
+    // Rolled back before the end, finished only once every step ran.
+    assert!(absent >= 4 && done == 1, "absent {absent}, done {done}");
+
+    n.ok(&["layer", "--add", BASE]);
+    let (absent, done) = n.kill_at_every_step(
+        |n| {
+            let other = if n.default_layer().as_deref() == Some(&format!("{BASE}+1")[..]) {
+                n.vg.names()
+                    .into_iter()
+                    .filter(|l| l.starts_with(&format!("{BASE}+")) && !l.ends_with("+1"))
+                    .next_back()
+                    .unwrap()
+            } else {
+                format!("{BASE}+1")
+            };
+            owned(&["boot", "--set-default", &other])
+        },
+        |_, c| c.added.is_empty() && c.removed.is_empty(),
+        |_, _| {},
+    );
+    assert_eq!((absent, done), (1, 1));
+}
+
+#[test]
+#[ignore = "guest tier: run by tests/run"]
+fn layer_remove_of_the_default_killed_at_every_step() {
+    let n = node("ibkill2");
+    let newest = |n: &Node| {
+        n.vg.names()
+            .into_iter()
+            .filter(|l| l.starts_with(&format!("{BASE}+")))
+            .max_by_key(|l| l.rsplit('+').next().unwrap().parse::<u32>().unwrap())
+            .unwrap()
+    };
+    let prepare = |n: &Node| {
+        n.ok(&["layer", "--add", BASE]);
+        n.ok(&["boot", "--set-default", &newest(n)]);
+    };
+    prepare(&n);
+    let (absent, done) = n.kill_at_every_step(
+        |n| owned(&["layer", "--remove", &newest(n)]),
+        |n, c| {
+            // Gone with its kernels; the default moved to a layer left.
+            c.added.is_empty()
+                && c.removed.len() == 1
+                && !n.boot.join("imgbase").join(&c.removed[0]).exists()
+                && n.default_layer() != Some(c.removed[0].clone())
+        },
+        |n, _| prepare(n),
+    );
+    // Undone before the lvremove; finished from it on.
+    assert!(absent >= 2 && done >= 2, "absent {absent}, done {done}");
+}
+
+#[test]
+#[ignore = "guest tier: run by tests/run"]
+fn base_remove_killed_at_every_step() {
+    let n = node("ibkill3");
+    let other = kernel_image(&n.work, "other", 7);
+    n.ok(&["base", "--add", "Node-2.0-0", "--from", s(&other)]);
+    n.ok(&["layer", "--add", "Node-2.0-0"]);
+    let prepare = |n: &Node| {
+        if !n.vg.names().iter().any(|l| l == BASE) {
+            n.ok(&["base", "--add", BASE, "--from", s(&n.image)]);
+        }
+        n.ok(&["layer", "--add", BASE]);
+        n.ok(&["layer", "--add", BASE]);
+        let l =
+            n.vg.names()
+                .into_iter()
+                .filter(|l| l.starts_with(&format!("{BASE}+")))
+                .next_back()
+                .unwrap();
+        n.ok(&["boot", "--set-default", &l]);
+    };
+    prepare(&n);
+    let (absent, done) = n.kill_at_every_step(
+        |_| owned(&["base", "--remove", BASE]),
+        |n, c| {
+            c.added.is_empty()
+                && c.removed.iter().any(|l| l == BASE)
+                && c.removed
+                    .iter()
+                    .all(|l| !n.boot.join("imgbase").join(l).exists())
+        },
+        |n, _| prepare(n),
+    );
+    assert!(absent >= 2 && done >= 3, "absent {absent}, done {done}");
+}
+
+#[test]
+#[ignore = "guest tier: run by tests/run"]
+fn base_add_from_raw_and_tar_killed_at_every_step() {
+    let n = node("ibkill4");
+    let raw = kernel_image(&n.work, "raw", 11);
+    let tree = n.work.trees().join("raw");
+    let tar = tar_image(&tree, &n.work.file("raw.tar"), Compression::None);
+    for (name, image) in [("Node-3.0-0", &raw), ("Node-4.0-0", &tar)] {
+        let (absent, done) = n.kill_at_every_step(
+            |_| owned(&["base", "--add", name, "--from", s(image)]),
+            |_, c| c.removed.is_empty() && c.added == [name.to_string()],
+            |n, _| {
+                n.ok(&["base", "--remove", name]);
+            },
+        );
+        assert!(
+            absent >= 4 && done == 1,
+            "{name}: absent {absent}, done {done}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "guest tier: run by tests/run"]
+fn layout_init_killed_at_every_step() {
+    let vg = TestVg::new("ibkill5", 512, 300);
+    vg.thin_with_fs("root", 64, "ext4");
+    let from = format!("{}/root", vg.name);
+    let args = ["layout", "--init", "--from", &from, "--nvr", BASE];
+    let plan: serde_json::Value = serde_json::from_str(&vg.ok(&[
+        "--dry-run",
+        "--json",
+        "layout",
+        "--init",
+        "--from",
+        &from,
+        "--nvr",
+        BASE,
+    ]))
+    .unwrap();
+    let n = plan["steps"].as_array().unwrap().len();
+    let before = vg.state();
+    let run = |fault: &str| {
+        let mut full = vec!["--vg", vg.name.as_str()];
+        full.extend_from_slice(&args);
+        std::process::Command::new(IMGBASE)
+            .args(&full)
+            .env("IMGBASE_LOCK_FILE", &vg.lock)
+            .env("IMGBASE_STATE_DIR", vg.state_dir())
+            .env("IMGBASE_LOADER", "none")
+            .env("IMGBASE_FAULT", fault)
+            .output()
+            .unwrap()
+    };
+    for k in 0..n {
+        let out = run(&format!("kill-before:{k}"));
+        assert_eq!(out.status.signal(), Some(9), "not killed before step {k}");
+        vg.ok(&["recover"]);
+        // Not past any point of no return: every kill is rolled back,
+        // and the root is as it was.
+        assert_eq!(vg.state(), before, "killed before step {k} of {n}");
+    }
+    // Killed after the last step: finished, and init is not re-run.
+    let out = run(&format!("kill-before:{n}"));
+    assert_eq!(out.status.signal(), Some(9));
+    vg.ok(&["recover"]);
+    let names = vg.names();
+    assert!(names.contains(&BASE.to_string()) && names.contains(&format!("{BASE}+1")));
+    assert!(vg.tags(BASE).contains(&"imgbased:base".to_string()));
+    assert!(!vg.state().contains("imgbase:incomplete"));
+    vg.ok(&["layer", "--add", BASE]);
+}
+
+#[test]
+#[ignore = "guest tier: run by tests/run"]
+fn killed_in_a_tar_extraction_or_an_xfs_write_then_the_next_add_works() {
+    let n = node("ibkill6");
+    let tree = n.work.trees().join("big");
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    add_payload(&tree, 48, 3);
+    let tar = tar_image(&tree, &n.work.file("big.tar"), Compression::None);
+    let xfs = xfs_image(&tree, &n.work.file("big.xfs"), 300);
+    for (name, image, phase) in [
+        ("Node-5.0-0", &tar, "extract"),
+        ("Node-6.0-0", &xfs, "write"),
+    ] {
+        let before = n.seen();
+        n.killed(
+            &["base", "--add", name, "--from", s(image)],
+            &format!("kill-during:{phase}"),
+        );
+        if phase == "extract" {
+            // The kill came with the LV mounted for extraction.
+            let mounts = fs::read_to_string("/proc/mounts").unwrap();
+            assert!(
+                mounts.contains("imgbase-tar-"),
+                "no extraction mount: {mounts}"
+            );
+        }
+        // The next command recovers first, then does its own work.
+        n.ok(&["base", "--add", name, "--from", s(image)]);
+        let mounts = fs::read_to_string("/proc/mounts").unwrap();
+        assert!(!mounts.contains("imgbase-tar-"), "{name}: stale mount left");
+        n.assert_clean(name);
+        assert_ne!(n.seen(), before);
+        assert!(n.vg.tags(name).contains(&"imgbased:base".to_string()));
+    }
+}
