@@ -3,7 +3,9 @@
 #   tests/vm/run-in-guest.sh -t 1800 benches/foundation.sh
 # (1) with 20 bases x 3 layers, `imgbase layout` spawns exactly one lvm
 #     process, and its time relative to a bare `lvs` of the same VG;
-# (2) `imgbase layer --add` on a base holding 100 MiB vs one holding 4 GiB.
+# (2) `imgbase layer --add` on a base holding 100 MiB vs one holding 4 GiB;
+# (3) lvm processes and wall time of `layer --add` with 2, 20 and 60 LVs in
+#     the VG (target: at most 4 processes, flat in the number of LVs).
 # Prints figures and ratios; asserts nothing about time (timings under TCG
 # vary by tens of percent between runs: compare the ratios).
 set -euo pipefail
@@ -13,6 +15,8 @@ IMGBASE=${IMGBASE:-$PWD/target/release/imgbase}
 DISK=${IMGBASE_SCRATCH_DISK:?run me in the guest: tests/vm/run-in-guest.sh benches/foundation.sh}
 VG=BenchVG RUNS=${RUNS:-10}
 export IMGBASE_LOCK_FILE=/run/imgbase-bench.lock LC_ALL=C
+# The guest's /boot is not ours; the journal goes to a scratch dir.
+export IMGBASE_LOADER=none IMGBASE_STATE_DIR=/run/imgbase-bench-state
 q() { lvm "$@" >/dev/null; }
 
 now() { date +%s%N; }
@@ -101,3 +105,31 @@ echo "RATIO 4 GiB / 100 MiB, medians: $(echo "scale=2; $big / $small" | bc)  (ta
 # Under TCG single runs are bimodal (seen: ~1.8 s or ~2.6 s on either base);
 # the minimum is the steadier estimate of what the command itself costs.
 echo "RATIO 4 GiB / 100 MiB, minimums: $(echo "scale=2; $(minimum "${g[@]}") / $(minimum "${s[@]}")" | bc)"
+
+echo "== (3) layer --add: lvm processes and time with 2, 20 and 60 LVs"
+# Start from an empty pool: (1) and (2) left their LVs.
+q lvremove -qq -y -S segtype=thin "$VG"
+for n in 2 20 60; do
+  v=Bench$n
+  q lvcreate -qq -y --type thin -V 64M -n "Node-1.0-0" "$VG/pool"
+  mkfs.ext4 -q "/dev/$VG/Node-1.0-0"
+  q lvchange -p r -k y --addtag imgbased:base "$VG/Node-1.0-0"
+  q lvchange -an "$VG/Node-1.0-0"
+  # Filler LVs up to n in the VG (pool hidden LVs not counted).
+  have=$(lvm lvs --noheadings -o lv_name "$VG" | wc -l)
+  for ((i = have; i < n; i++)); do
+    q lvcreate -qq -y --type thin -V 8M -n "filler$v-$i" "$VG/pool"
+  done
+  count=$(lvm lvs --noheadings -o lv_name "$VG" | wc -l)
+  : > "$calls"
+  IMGBASE_LVM=/tmp/lvm-count "$IMGBASE" --vg "$VG" layer --add Node-1.0-0 >/dev/null
+  procs=$(wc -l < "$calls")
+  t=()
+  for ((r = 0; r < 5; r++)); do
+    t+=("$(ms "$IMGBASE" --vg "$VG" layer --add Node-1.0-0)")
+  done
+  echo "LAYER-ADD with $count LVs in the VG: $procs lvm processes ($(tr '\n' ';' < "$calls" | cut -c1-300)), $(median "${t[@]}") ms (median of 5: ${t[*]})"
+  # Clear this round's LVs for the next one.
+  q lvremove -qq -y -S segtype=thin "$VG"
+done
+echo "(target: at most 4 lvm processes per layer --add, the same at every size)"

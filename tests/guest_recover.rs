@@ -311,8 +311,7 @@ fn layer_add_and_set_default_killed_at_every_step() {
             let other = if n.default_layer().as_deref() == Some(&format!("{BASE}+1")[..]) {
                 n.vg.names()
                     .into_iter()
-                    .filter(|l| l.starts_with(&format!("{BASE}+")) && !l.ends_with("+1"))
-                    .next_back()
+                    .rfind(|l| l.starts_with(&format!("{BASE}+")) && !l.ends_with("+1"))
                     .unwrap()
             } else {
                 format!("{BASE}+1")
@@ -372,8 +371,7 @@ fn base_remove_killed_at_every_step() {
         let l =
             n.vg.names()
                 .into_iter()
-                .filter(|l| l.starts_with(&format!("{BASE}+")))
-                .next_back()
+                .rfind(|l| l.starts_with(&format!("{BASE}+")))
                 .unwrap();
         n.ok(&["boot", "--set-default", &l]);
     };

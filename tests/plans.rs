@@ -9,7 +9,7 @@ use imgbase::boot::loader::{Boot, Loader};
 use imgbase::error::Error;
 use imgbase::model::layout::Layout;
 use imgbase::plan::journal::Journal;
-use imgbase::plan::{Executor, FilesStep, LvmStep, Plan, Step};
+use imgbase::plan::{BootStep, Executor, FilesStep, LvmStep, Plan, Step};
 use imgbase::sys::boot::{BootExec, LayerTrees};
 use imgbase::sys::fs::{DevNum, FakeFilesystems};
 use imgbase::sys::images::FakeImages;
@@ -438,4 +438,307 @@ fn a_failed_boot_setup_keeps_the_kernels_it_rewrote() {
     fs::write(boot_dir.join("grub"), "not a directory").unwrap();
     run_with_boot(&f, &plan, Some(&exec)).unwrap_err();
     assert_eq!(store.installed(layer).unwrap(), before);
+}
+
+/// A node with boot entries in a temporary /boot (grub): every layer LV
+/// has a tree with a kernel under `trees/<layer>/boot`.
+struct BootNode {
+    f: FakeLvm,
+    t: tempfile::TempDir,
+    trees: DirTrees,
+    journal: Journal,
+}
+
+impl BootNode {
+    fn new() -> BootNode {
+        let f = node();
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("boot/grub")).unwrap();
+        let trees = DirTrees(t.path().join("trees"));
+        let journal = Journal::new(t.path().join("journal"));
+        let n = BootNode {
+            f,
+            t,
+            trees,
+            journal,
+        };
+        // The adopted root's layer gets a kernel and the first entry.
+        n.kernel_tree("Node-1.0-0+1");
+        let plan = boot::plan_setup(
+            &layout_of(&n.f),
+            &n.view(),
+            Some("Node-1.0-0+1"),
+            n.t.path().join("root"),
+        )
+        .unwrap();
+        n.run(&plan).unwrap();
+        n.set_default("Node-1.0-0+1");
+        n
+    }
+
+    fn kernel_tree(&self, layer: &str) {
+        let k = self.t.path().join("trees").join(layer).join("boot");
+        fs::create_dir_all(&k).unwrap();
+        fs::write(k.join("vmlinuz-6.1"), "k").unwrap();
+        fs::write(k.join("initrd.img-6.1"), "i").unwrap();
+    }
+
+    fn boot_dir(&self) -> PathBuf {
+        self.t.path().join("boot")
+    }
+
+    fn exec(&self) -> BootExec<'_> {
+        BootExec {
+            boot: Boot::new(&self.boot_dir(), Loader::Grub),
+            trees: &self.trees,
+            running: None,
+        }
+    }
+
+    fn view(&self) -> BootView {
+        BootView::read(self.exec().boot).unwrap()
+    }
+
+    /// Run through the journal; returns what the executor said.
+    fn run(&self, plan: &Plan) -> Result<(), Error> {
+        let exec = self.exec();
+        self.executor(&exec, |x| x.execute("test", plan))
+    }
+
+    fn executor<T>(&self, exec: &BootExec, f: impl FnOnce(&Executor) -> T) -> T {
+        let fs = FakeFilesystems::default();
+        let images = FakeImages::default();
+        f(&Executor {
+            lvm: &self.f,
+            fs: &fs,
+            images: &images,
+            progress: &Progress::silent(),
+            boot: Some(exec),
+            journal: Some(&self.journal),
+        })
+    }
+
+    fn recover(&self) -> Vec<imgbase::plan::Recovered> {
+        let exec = self.exec();
+        self.journal
+            .unfinished(None)
+            .unwrap()
+            .iter()
+            .map(|r| self.executor(&exec, |x| x.recover(r)).unwrap())
+            .collect()
+    }
+
+    /// Give the next layer of `on` a kernel tree, then add it.
+    fn add_layer(&self, on: &str) -> String {
+        let plan = layer::plan_add(&layout_of(&self.f), Some(&self.view()), Some(on)).unwrap();
+        let name = plan.created[0].clone();
+        self.kernel_tree(&name);
+        self.run(&plan).unwrap();
+        name
+    }
+
+    fn set_default(&self, layer: &str) {
+        let plan = boot::plan_set_default(&layout_of(&self.f), &self.view(), layer).unwrap();
+        self.run(&plan).unwrap();
+    }
+
+    /// The LVs, the files under /boot and the default: what "absent" and
+    /// "complete" are judged on.
+    fn seen(&self) -> (Vec<LvRecord>, Vec<String>, Vec<PathBuf>, Option<String>) {
+        let (lvs, vg) = snapshot(&self.f);
+        let mut files: Vec<PathBuf> = walk(&self.boot_dir());
+        files.sort();
+        (lvs, vg, files, self.view().default)
+    }
+
+    /// The default names a layer LV with kernels, and every entry one.
+    fn assert_sound(&self, what: &str) {
+        let l = layout_of(&self.f);
+        let v = self.view();
+        let default = v.default.clone().unwrap_or_else(|| panic!("{what}: no default"));
+        assert!(l.layer(&default).is_some(), "{what}: default {default} has no LV");
+        for w in &v.written {
+            assert!(l.layer(w).is_some(), "{what}: entry {w} has no LV");
+        }
+        assert!(l.incomplete.is_empty(), "{what}: {:?}", l.incomplete);
+        assert!(self.journal.unfinished(None).unwrap().is_empty(), "{what}");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn a_removal_failing_past_its_point_of_no_return_is_finished_never_undone() {
+    let n = BootNode::new();
+    let l2 = n.add_layer("Node-1.0-0");
+    n.set_default(&l2);
+    let plan = layer::plan_remove(&layout_of(&n.f), Some(&n.view()), &l2).unwrap();
+    // Entries and the default move off the layer before anything goes.
+    let ponr = plan.point_of_no_return().unwrap();
+    assert!(matches!(&plan.steps[ponr], Step::Lvm(LvmStep::Remove { lv }) if *lv == l2));
+    assert!(plan.steps[..ponr].iter().any(|s| matches!(s, Step::Boot(BootStep::SetDefault { .. }))));
+
+    // Its kernels cannot be removed: their folder became a file.
+    let store = n.boot_dir().join("imgbase");
+    fs::remove_dir_all(store.join(&l2)).unwrap();
+    fs::write(store.join(&l2), "in the way").unwrap();
+    let err = n.run(&plan).unwrap_err();
+    assert!(matches!(err, Error::Unfinished { .. }), "{err}");
+    assert!(err.to_string().contains("imgbase recover"), "{err}");
+    // Not undone: no entry and no default names the removed LV.
+    assert!(n.f.get(&l2).is_none());
+    let v = n.view();
+    assert_eq!(v.default.as_deref(), Some("Node-1.0-0+1"));
+    assert!(!v.written.contains(&l2), "{:?}", v.written);
+    assert_eq!(n.journal.unfinished(None).unwrap().len(), 1);
+
+    // Recovery cannot finish it either, until the cause is gone.
+    let exec = n.exec();
+    let record = &n.journal.unfinished(None).unwrap()[0];
+    let err = n.executor(&exec, |x| x.recover(record)).unwrap_err();
+    assert!(err.to_string().contains("could not be recovered"), "{err}");
+    fs::remove_file(store.join(&l2)).unwrap();
+    fs::create_dir(store.join(&l2)).unwrap();
+    let done = n.recover();
+    assert_eq!(done[0].outcome, "finished");
+    assert!(!store.join(&l2).exists());
+    n.assert_sound("after recover");
+}
+
+#[test]
+fn a_base_removal_whose_second_lvremove_fails_is_finished_by_recover() {
+    let n = BootNode::new();
+    let f = &n.f;
+    f.add_thin("Node-2.0-0", 4 * GIB, &["imgbased:base"]);
+    let l = n.add_layer("Node-2.0-0");
+    n.set_default(&l);
+    // Newest layer first: the second lvremove fails.
+    let l2 = n.add_layer("Node-1.0-0");
+    *f.fail_on.borrow_mut() = Some("lvremove HostVG/Node-1.0-0+1".into());
+    let plan = base::plan_remove(&layout_of(f), Some(&n.view()), "Node-1.0-0").unwrap();
+    let err = n.run(&plan).unwrap_err();
+    assert!(matches!(err, Error::Unfinished { .. }), "{err}");
+    assert!(f.get(&l2).is_none() && f.get("Node-1.0-0+1").is_some());
+    n.recover();
+    assert!(f.get("Node-1.0-0").is_none());
+    n.assert_sound("after recover");
+}
+
+/// Kill `plan` before step `k`: the first k steps ran and were journaled,
+/// then nothing (the process died).
+fn crash(n: &BootNode, plan: &Plan, k: usize) {
+    let mut head = plan.clone();
+    head.steps.truncate(k);
+    let exec = n.exec();
+    n.executor(&exec, |x| {
+        Executor {
+            journal: None,
+            ..*x
+        }
+        .execute("test", &head)
+    })
+    .unwrap();
+    let mut e = n.journal.begin("test", plan).unwrap();
+    for i in 0..k {
+        e.done(i).unwrap();
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_is_recovered_to_complete_or_absent() {
+    type Op = fn(&BootNode) -> Plan;
+    let ops: [(&str, Op); 3] = [
+        ("layer --add", |n| {
+            let plan = layer::plan_add(&layout_of(&n.f), Some(&n.view()), None).unwrap();
+            n.kernel_tree(&plan.created[0]);
+            plan
+        }),
+        ("layer --remove", |n| {
+            let newest = layout_of(&n.f).latest_layer().unwrap().volume.lv.clone();
+            layer::plan_remove(&layout_of(&n.f), Some(&n.view()), &newest).unwrap()
+        }),
+        ("boot --set-default", |n| {
+            boot::plan_set_default(&layout_of(&n.f), &n.view(), "Node-1.0-0+1").unwrap()
+        }),
+    ];
+    for (what, op) in ops {
+        let (mut absent, mut complete) = (0, 0);
+        for k in 0.. {
+            let n = BootNode::new();
+            let l2 = n.add_layer("Node-1.0-0");
+            n.set_default(&l2);
+            let before = n.seen();
+            let plan = op(&n);
+            if k > plan.steps.len() {
+                break;
+            }
+            // The same plan run to its end, on a twin node.
+            let twin = BootNode::new();
+            let l2 = twin.add_layer("Node-1.0-0");
+            twin.set_default(&l2);
+            let tplan = op(&twin);
+            twin.run(&tplan).unwrap();
+            let (tl, tv, _, td) = twin.seen();
+
+            crash(&n, &plan, k);
+            n.recover();
+            let label = format!("{what} crashed before step {k}");
+            n.assert_sound(&label);
+            let now = n.seen();
+            if now == before {
+                absent += 1;
+            } else {
+                assert_eq!((&now.0, &now.1, &now.3), (&tl, &tv, &td), "{label}");
+                complete += 1;
+            }
+        }
+        assert!(absent >= 1 && complete >= 1, "{what}: {absent} absent, {complete} complete");
+    }
+}
+
+#[test]
+fn boot_strays_are_cleared_and_no_entry_is_written_for_them() {
+    let n = BootNode::new();
+    let l2 = n.add_layer("Node-1.0-0");
+    n.set_default(&l2);
+    // A crash after lvremove, before the kernels went, and no journal
+    // (an older imgbase, or it was removed): the folder stays, an entry
+    // names a gone LV.
+    let plan = layer::plan_remove(&layout_of(&n.f), Some(&n.view()), &l2).unwrap();
+    crash(&n, &plan, plan.steps.len() - 1);
+    for r in n.journal.unfinished(None).unwrap() {
+        fs::remove_file(&r.path).unwrap();
+    }
+    assert!(n.f.get(&l2).is_none());
+    fs::create_dir_all(n.boot_dir().join("imgbase/.tmp-Node-1.0-0+9")).unwrap();
+    let v = n.view();
+    assert!(v.installed.contains(&l2));
+    // And a default naming it (as an older removal could leave it).
+    n.exec().boot.set_default(Some(&l2)).unwrap();
+    let v = n.view();
+    let records = n.f.report(&Scope::TaggedVgs).unwrap();
+    let plan = recover::plan_strays(&recover::Strays {
+        vg: "HostVG",
+        records: &records,
+        boot: Some(&v),
+        stale_mounts: vec![],
+    });
+    n.run(&plan).unwrap();
+    n.assert_sound("after the strays plan");
+    let v = n.view();
+    assert!(v.strays.is_empty() && !v.installed.contains(&l2));
+    // The next layer gets an entry; the gone one does not come back.
+    let l3 = n.add_layer("Node-1.0-0");
+    assert!(!n.view().written.contains(&l2));
+    assert!(n.view().written.contains(&l3));
 }
