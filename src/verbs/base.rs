@@ -1,8 +1,9 @@
-//! `imgbase base`: add an (empty) base, remove one with its layers, and
-//! answer which base is newest or holds a given layer.
+//! `imgbase base`: add an (empty) base or one from an image, remove one
+//! with its layers, and export one. Which base is newest or holds a given
+//! layer is answered by [`Layout`] (`find_latest_base`, `find_base_of_layer`).
 
 use crate::error::{Error, Result};
-use crate::model::layout::{Base, Layout};
+use crate::model::layout::Layout;
 use crate::model::names::parse_new_base_name;
 use crate::model::size::human;
 use crate::model::tags;
@@ -268,7 +269,7 @@ pub(crate) fn protect(plan: &mut Plan, lv: &str) {
 
 /// Remove a base and all its layers, newest layer first.
 pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Result<Plan> {
-    let base = find(layout, name)?;
+    let base = layout.find_base(name)?;
     if let Some((b, l)) = layout.booted_layer()
         && b.nvr == base.nvr
     {
@@ -308,29 +309,6 @@ pub(crate) fn remove_lv(plan: &mut Plan, lv: &str) {
     plan.removed.push(lv.into());
 }
 
-pub fn find<'l>(layout: &'l Layout, name: &str) -> Result<&'l Base> {
-    layout.base(name).ok_or_else(|| Error::UnknownBase {
-        name: name.into(),
-        vg: layout.vg.clone(),
-    })
-}
-
-pub fn latest(layout: &Layout) -> Result<&Base> {
-    layout
-        .latest_base()
-        .ok_or_else(|| Error::Refused(format!("no bases in {} yet", layout.vg)))
-}
-
-pub fn of_layer<'l>(layout: &'l Layout, layer: &str) -> Result<&'l Base> {
-    layout
-        .layer(layer)
-        .map(|(b, _)| b)
-        .ok_or_else(|| Error::UnknownLayer {
-            name: layer.into(),
-            vg: layout.vg.clone(),
-        })
-}
-
 /// Write a base as an imgbase bundle (manifest + raw image, zstd), so a
 /// base built on one node can be imported on another. The base is
 /// activated for reading and put back as it was.
@@ -341,7 +319,7 @@ pub fn export(
     out: &Path,
     progress: &Progress,
 ) -> Result<Manifest> {
-    let base = find(layout, name)?;
+    let base = layout.find_base(name)?;
     let was_active = base.volume.active;
     if !was_active {
         lvm.set_active(&layout.vg, name, true)?;

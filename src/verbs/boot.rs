@@ -209,7 +209,7 @@ pub fn after_removing(plan: &mut Plan, view: &BootView, layers: &[String]) {
 }
 
 fn entry_of<'v>(layout: &Layout, view: &'v BootView, layer: &str) -> Result<&'v str> {
-    super::layer::find(layout, layer)?;
+    layout.find_layer(layer)?;
     view.installed
         .iter()
         .find(|l| *l == layer)
@@ -256,7 +256,7 @@ pub fn plan_setup(
 ) -> Result<Plan> {
     let targets: Vec<String> = match layer {
         Some(l) => {
-            super::layer::find(layout, l)?;
+            layout.find_layer(l)?;
             vec![l.to_string()]
         }
         None => layout.layers().map(|l| l.volume.lv.clone()).collect(),
