@@ -17,7 +17,7 @@ use crate::sys::lvm::Lvm;
 use crate::sys::progress::Progress;
 
 use super::boot::BootView;
-use super::{check_name_free, check_pool_room, finish_leftovers};
+use super::{check_name_free, check_pool_room, finish_leftovers, protect, remove_lv};
 
 /// A new, empty, protected base (read-only, skipped at activation).
 pub fn plan_add(layout: &Layout, name: &str, size: u64) -> Result<Plan> {
@@ -251,22 +251,6 @@ fn check_fits_pool(layout: &Layout, size: u64) -> Result<()> {
     Ok(())
 }
 
-/// Bases never change: read-only, and not activated with the VG.
-pub(crate) fn protect(plan: &mut Plan, lv: &str) {
-    plan.push(Step::SetReadOnly {
-        lv: lv.into(),
-        read_only: true,
-    });
-    plan.push(Step::SetActivationSkip {
-        lv: lv.into(),
-        skip: true,
-    });
-    plan.push(Step::SetActive {
-        lv: lv.into(),
-        active: false,
-    });
-}
-
 /// Remove a base and all its layers, newest layer first.
 pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Result<Plan> {
     let base = layout.find_base(name)?;
@@ -298,15 +282,6 @@ pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Resu
         super::boot::after_removing(&mut plan, view, &gone);
     }
     Ok(plan)
-}
-
-pub(crate) fn remove_lv(plan: &mut Plan, lv: &str) {
-    plan.push(Step::SetActive {
-        lv: lv.into(),
-        active: false,
-    });
-    plan.push(Step::Remove { lv: lv.into() });
-    plan.removed.push(lv.into());
 }
 
 /// Write a base as an imgbase bundle (manifest + raw image, zstd), so a

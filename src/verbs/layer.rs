@@ -9,7 +9,7 @@ use crate::model::tags;
 use crate::plan::{Plan, Step};
 
 use super::boot::BootView;
-use super::{check_name_free, check_pool_room, finish_leftovers};
+use super::{check_name_free, check_pool_room, finish_leftovers, remove_lv};
 
 /// A new layer on `target` (a base or a layer). Without a target, on the
 /// newest base: a snapshot of its newest layer, or of the base itself if
@@ -103,7 +103,7 @@ pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Resu
     if let Some(view) = boot {
         super::boot::before_removing(&mut plan, view, &gone);
     }
-    super::base::remove_lv(&mut plan, name);
+    remove_lv(&mut plan, name);
     if let Some(view) = boot {
         super::boot::after_removing(&mut plan, view, &gone);
     }

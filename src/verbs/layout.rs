@@ -14,7 +14,7 @@ use crate::plan::{Plan, Step};
 use crate::sys::fs::DevNum;
 use crate::sys::lvm::LvRecord;
 
-use super::{check_name_free, finish_leftovers};
+use super::{check_name_free, finish_leftovers, protect};
 
 /// imgbased's tree: each base, then its layers indented under it.
 pub struct Tree<'l>(pub &'l Layout);
@@ -197,7 +197,7 @@ pub fn plan_init(
 
     let temp_base = tags::temp_name(&base);
     plan.new_snapshot(&root.name, &temp_base);
-    super::base::protect(&mut plan, &temp_base);
+    protect(&mut plan, &temp_base);
     plan.commit_lv(&temp_base, &base, tags::BASE);
 
     let temp_layer = tags::temp_name(&layer);

@@ -75,6 +75,32 @@ pub fn finish_leftovers(plan: &mut Plan, incomplete: &[String]) {
     }
 }
 
+/// Bases never change: read-only, and not activated with the VG.
+pub(crate) fn protect(plan: &mut Plan, lv: &str) {
+    plan.push(Step::SetReadOnly {
+        lv: lv.into(),
+        read_only: true,
+    });
+    plan.push(Step::SetActivationSkip {
+        lv: lv.into(),
+        skip: true,
+    });
+    plan.push(Step::SetActive {
+        lv: lv.into(),
+        active: false,
+    });
+}
+
+/// Steps that remove one LV (deactivated first) and record it as removed.
+pub(crate) fn remove_lv(plan: &mut Plan, lv: &str) {
+    plan.push(Step::SetActive {
+        lv: lv.into(),
+        active: false,
+    });
+    plan.push(Step::Remove { lv: lv.into() });
+    plan.removed.push(lv.into());
+}
+
 /// Admission for any new LV: the pool must not be (nearly) full.
 pub fn check_pool_room(layout: &Layout) -> Result<()> {
     let p = &layout.pool;
