@@ -361,7 +361,7 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::lvm::FakeLvm;
+    use crate::sys::fakes::FakeLvm;
     use crate::sys::lvm::{Lvm, Scope};
 
     fn layout_of(f: &FakeLvm, root: Option<DevNum>) -> Result<Layout, LayoutError> {

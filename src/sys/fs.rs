@@ -120,19 +120,6 @@ impl Filesystems for RealFilesystems<'_> {
     }
 }
 
-/// Records calls; reports ext4 for every device.
-#[derive(Debug, Default)]
-pub struct FakeFilesystems {
-    pub calls: std::cell::RefCell<Vec<String>>,
-}
-
-impl Filesystems for FakeFilesystems {
-    fn renew_uuid(&self, device: &str) -> Result<Option<String>, FsError> {
-        self.calls.borrow_mut().push(format!("renew {device}"));
-        Ok(Some("ext4".into()))
-    }
-}
-
 /// A block device number, as the kernel reports it in `lvs` (kernel
 /// major/minor) and in `stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
