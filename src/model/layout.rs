@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::names::{ImageName, LayerName, Nvr};
+use super::schema::SchemaVersion;
 use super::tags;
 use crate::sys::fs::DevNum;
 use crate::sys::lvm::LvRecord;
@@ -126,8 +127,12 @@ fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Resul
     s.collect_str(v)
 }
 
+/// Printed by `imgbase layout --json`: a versioned document (see
+/// [`super::schema`]); its fields are what scripts read, keep them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Layout {
+    /// `"schema_version": 1` ([`Layout::SCHEMA_VERSION`]), first in the JSON.
+    pub schema_version: SchemaVersion<{ Layout::SCHEMA_VERSION }>,
     pub vg: String,
     pub vg_free: u64,
     pub pool: Pool,
@@ -146,6 +151,9 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The version of the JSON this type prints as.
+    pub const SCHEMA_VERSION: u32 = 1;
+
     /// Build the layout of one VG from a report. `vg` is the user's
     /// `--vg`; without it the one VG tagged `imgbased:vg` is used.
     pub fn from_report(
@@ -260,6 +268,7 @@ impl Layout {
         }
 
         Ok(Layout {
+            schema_version: SchemaVersion,
             vg_free: lvs.first().map(|r| r.vg_free).unwrap_or(0),
             vg,
             pool,

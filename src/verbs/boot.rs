@@ -11,6 +11,7 @@ use crate::boot::loader::{Boot, Listed, Loader};
 use crate::error::{Error, Result};
 use crate::model::layout::{Layout, Pool};
 use crate::model::names::LayerName;
+use crate::model::schema::SchemaVersion;
 use crate::model::size::human;
 use crate::model::tags;
 use crate::plan::{Plan, Step};
@@ -314,8 +315,12 @@ pub fn list(view: &BootView) -> Vec<Listed> {
 }
 
 /// What `imgbase check` finds wrong between LVs, entries and files.
+/// Printed by `imgbase check --json`: a versioned document (see
+/// [`crate::model::schema`]); its fields are what scripts read, keep them.
 #[derive(Debug, Default, Serialize)]
 pub struct CheckReport {
+    /// `"schema_version": 1` ([`CheckReport::SCHEMA_VERSION`]), first in the JSON.
+    pub schema_version: SchemaVersion<{ CheckReport::SCHEMA_VERSION }>,
     pub loader: Option<String>,
     pub entries_without_lv: Vec<String>,
     pub layers_without_entry: Vec<String>,
@@ -325,6 +330,9 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// The version of the JSON this type prints as.
+    pub const SCHEMA_VERSION: u32 = 1;
+
     pub fn problems(&self) -> usize {
         self.entries_without_lv.len()
             + self.layers_without_entry.len()
