@@ -73,20 +73,30 @@ fn snapshot(f: &FakeLvm) -> (Vec<LvRecord>, Vec<String>) {
     (lvs, f.vg_tags.borrow().clone())
 }
 
-/// A node as `layout --init` leaves it: base Node-1.0-0 with layer +1.
-fn node() -> FakeLvm {
+/// A node before `layout --init`: an installed root on a thin LV.
+fn installed() -> FakeLvm {
     let f = FakeLvm::with_pool("HostVG", "pool", 20 * GIB);
     f.vg_tags.borrow_mut().clear();
     f.change_tags("HostVG", "pool", &[], &["imgbased:pool".into()])
         .unwrap();
     f.add_thin("root", 4 * GIB, &[]);
+    f
+}
+
+/// `layout --init --from HostVG/root --nvr Node-1.0-0`.
+fn init_plan(f: &FakeLvm) -> Plan {
     let records = f.report(&Scope::All).unwrap();
     let src = layout::Source::Lv {
         vg: "HostVG".into(),
         lv: "root".into(),
     };
-    let plan = layout::plan_init(&records, &src, Some("Node-1.0-0"), |_| unreachable!()).unwrap();
-    run(&f, &plan).unwrap();
+    layout::plan_init(&records, &src, Some("Node-1.0-0"), |_| unreachable!()).unwrap()
+}
+
+/// A node as `layout --init` leaves it: base Node-1.0-0 with layer +1.
+fn node() -> FakeLvm {
+    let f = installed();
+    run(&f, &init_plan(&f)).unwrap();
     f.calls.borrow_mut().clear();
     f
 }
@@ -113,6 +123,83 @@ fn init_adopts_the_root_as_imgbased_would_tag_it() {
             .all(|l| !l.has_tag("imgbase:incomplete"))
     );
     assert!(l.incomplete.is_empty());
+}
+
+#[test]
+fn init_leaves_the_root_read_only_and_skipped_at_activation() {
+    let f = node();
+    let root = f.get("root").unwrap();
+    assert!(
+        root.is_read_only() && root.skips_activation(),
+        "{}",
+        root.attr
+    );
+    assert!(root.is_active(), "the root is not deactivated");
+
+    // Protected once the layer is in place, before the VG tag.
+    let plan = init_plan(&installed());
+    let at = |want: &Step| plan.steps.iter().position(|s| s == want).unwrap();
+    let read_only = at(&Step::SetReadOnly {
+        lv: "root".into(),
+        read_only: true,
+    });
+    let skip = at(&Step::SetActivationSkip {
+        lv: "root".into(),
+        skip: true,
+    });
+    let layer = at(&Step::Rename {
+        from: "imgbase-tmp-Node-1.0-0+1".into(),
+        to: "Node-1.0-0+1".into(),
+    });
+    let vg_tag = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::ChangeVgTags { .. }))
+        .unwrap();
+    assert!(layer < read_only && read_only < skip && skip < vg_tag);
+
+    // A failure after them undoes them.
+    let f = installed();
+    let before = snapshot(&f);
+    *f.fail_on.borrow_mut() = Some("vgchange".into());
+    run(&f, &init_plan(&f)).unwrap_err();
+    assert_eq!(snapshot(&f), before);
+}
+
+#[test]
+fn init_keeps_an_open_root_writable() {
+    // The running system's root is open (mounted read-write): making its
+    // LV read-only would break the running system; it only gets the skip.
+    let f = installed();
+    f.lvs
+        .borrow_mut()
+        .iter_mut()
+        .find(|l| l.name == "root")
+        .unwrap()
+        .attr
+        .replace_range(5..6, "o");
+    let plan = init_plan(&f);
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::SetReadOnly { lv, .. } if lv == "root")),
+        "{plan}"
+    );
+    run(&f, &plan).unwrap();
+    let root = f.get("root").unwrap();
+    assert!(root.is_open() && !root.is_read_only() && root.skips_activation());
+    // Flags the root already has are not set again (undo would clear them).
+    let f = installed();
+    f.set_activation_skip("HostVG", "root", true).unwrap();
+    let plan = init_plan(&f);
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::SetActivationSkip { lv, .. } if lv == "root")),
+        "{plan}"
+    );
 }
 
 /// `layout --init` from `vg/lv` of the fake, which must be refused.

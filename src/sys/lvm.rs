@@ -78,6 +78,10 @@ impl LvRecord {
     pub fn skips_activation(&self) -> bool {
         self.attr_char(9) == 'k'
     }
+    /// Held open (mounted, or in use by a process) when the report ran.
+    pub fn is_open(&self) -> bool {
+        self.attr_char(5) == 'o'
+    }
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }
