@@ -13,7 +13,6 @@ use imgbase::boot::kernels::initrd_name;
 use imgbase::boot::loader::{Boot, Loader};
 use imgbase::model::layout::Layout;
 use imgbase::sys::fakes::FakeLvm;
-use imgbase::sys::fs::DevNum;
 use imgbase::sys::lvm::{Lvm, Scope};
 use imgbase::verbs::boot::{self, BootView, CheckReport};
 
@@ -75,12 +74,8 @@ fn node() -> FakeLvm {
 }
 
 fn booted_on(f: &FakeLvm, lv: &str) -> Layout {
-    let r = f.get(lv).unwrap();
-    let dev = DevNum {
-        major: r.kernel_major.unwrap(),
-        minor: r.kernel_minor.unwrap(),
-    };
-    Layout::from_report(&f.report(&Scope::TaggedVgs).unwrap(), None, Some(dev)).unwrap()
+    let root = Some(f.dev(lv));
+    Layout::from_report(&f.report(&Scope::TaggedVgs).unwrap(), None, root).unwrap()
 }
 
 #[test]

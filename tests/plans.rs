@@ -11,7 +11,6 @@ use imgbase::model::layout::Layout;
 use imgbase::plan::{Executor, Plan, Step};
 use imgbase::sys::boot::{BootExec, LayerTrees};
 use imgbase::sys::fakes::{FakeFilesystems, FakeImages, FakeLvm};
-use imgbase::sys::fs::DevNum;
 use imgbase::sys::lvm::{LvRecord, Lvm, Scope};
 use imgbase::sys::progress::Progress;
 use imgbase::verbs::boot::BootView;
@@ -24,12 +23,8 @@ fn layout_of(f: &FakeLvm) -> Layout {
 }
 
 fn booted_on(f: &FakeLvm, lv: &str) -> Layout {
-    let r = f.get(lv).unwrap();
-    let dev = DevNum {
-        major: r.kernel_major.unwrap(),
-        minor: r.kernel_minor.unwrap(),
-    };
-    Layout::from_report(&f.report(&Scope::TaggedVgs).unwrap(), None, Some(dev)).unwrap()
+    let root = Some(f.dev(lv));
+    Layout::from_report(&f.report(&Scope::TaggedVgs).unwrap(), None, root).unwrap()
 }
 
 fn run(f: &FakeLvm, plan: &Plan) -> Result<(), Error> {
@@ -171,21 +166,13 @@ fn init_keeps_an_open_root_writable() {
     // The running system's root is open (mounted read-write): making its
     // LV read-only would break the running system; it only gets the skip.
     let f = installed();
-    f.lvs
-        .borrow_mut()
-        .iter_mut()
-        .find(|l| l.name == "root")
-        .unwrap()
-        .attr
-        .replace_range(5..6, "o");
+    f.set_open("root", true);
     let plan = init_plan(&f);
-    assert!(
-        !plan
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::SetReadOnly { lv, .. } if lv == "root")),
-        "{plan}"
-    );
+    let read_only = Step::SetReadOnly {
+        lv: "root".into(),
+        read_only: true,
+    };
+    assert!(!plan.steps.contains(&read_only), "{plan}");
     run(&f, &plan).unwrap();
     let root = f.get("root").unwrap();
     assert!(root.is_open() && !root.is_read_only() && root.skips_activation());
@@ -193,13 +180,12 @@ fn init_keeps_an_open_root_writable() {
     let f = installed();
     f.set_activation_skip("HostVG", "root", true).unwrap();
     let plan = init_plan(&f);
-    assert!(
-        !plan
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::SetActivationSkip { lv, .. } if lv == "root")),
-        "{plan}"
-    );
+    let skip = Step::SetActivationSkip {
+        lv: "root".into(),
+        skip: true,
+    };
+    assert!(!plan.steps.contains(&skip), "{plan}");
+    assert!(plan.steps.contains(&read_only), "{plan}");
 }
 
 /// `layout --init` from `vg/lv` of the fake, which must be refused.

@@ -411,12 +411,7 @@ mod tests {
     #[test]
     fn reads_an_imgbased_node() {
         let f = imgbased_node();
-        let root = f.get("ovirt-node-ng-4.5.0-0.20220307.0+1").unwrap();
-        let dev = DevNum {
-            major: root.kernel_major.unwrap(),
-            minor: root.kernel_minor.unwrap(),
-        };
-        let l = layout_of(&f, Some(dev)).unwrap();
+        let l = layout_of(&f, Some(f.dev("ovirt-node-ng-4.5.0-0.20220307.0+1"))).unwrap();
         assert_eq!(l.vg, "onn");
         assert_eq!(l.pool.name, "pool00");
         assert_eq!(l.init_lv.as_deref(), Some("root"));
@@ -494,16 +489,9 @@ mod tests {
             "ovirt-node-ng-4.5.0-0.20220307.0+1"
         );
         // Booted from the installed root, not from a layer.
-        let root = f.get("root").unwrap();
-        let dev = DevNum {
-            major: root.kernel_major.unwrap(),
-            minor: root.kernel_minor.unwrap(),
-        };
+        let booted_root = layout_of(&f, Some(f.dev("root"))).unwrap();
         assert_eq!(
-            err(layout_of(&f, Some(dev))
-                .unwrap()
-                .find_booted_layer()
-                .unwrap_err()),
+            err(booted_root.find_booted_layer().unwrap_err()),
             "the running system is not booted from a layer of onn (its root is on root)"
         );
         assert_eq!(

@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::path::Path;
 
-use super::fs::{Filesystems, FsError};
+use super::fs::{DevNum, Filesystems, FsError};
 use super::images::{FillMode, ImageInfo, Images, ImagesError};
 use super::lvm::{LvRecord, Lvm, LvmError, Scope};
 use super::progress::Progress;
@@ -109,6 +109,23 @@ impl FakeLvm {
             kernel_minor: Some(*minor),
             path: format!("/dev/{vg}/{name}"),
         }
+    }
+
+    /// The device number of an LV, as the kernel would report it.
+    pub fn dev(&self, lv: &str) -> DevNum {
+        let r = self
+            .get(lv)
+            .unwrap_or_else(|| panic!("no LV {lv} in the fake"));
+        DevNum {
+            major: r.kernel_major.unwrap(),
+            minor: r.kernel_minor.unwrap(),
+        }
+    }
+
+    /// Mark an LV open (mounted) or closed, as `lv_attr` shows it.
+    pub fn set_open(&self, lv: &str, open: bool) {
+        self.with_lv(lv, |r| set_attr(r, 5, if open { 'o' } else { '-' }))
+            .unwrap();
     }
 
     pub fn get(&self, lv: &str) -> Option<LvRecord> {
