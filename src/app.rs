@@ -413,9 +413,9 @@ impl App<'_> {
         }
         let l = self.read()?;
         let b = if let Some(layer) = &a.of_layer {
-            base::of_layer(&l, layer)?
+            l.find_base_of_layer(layer)?
         } else {
-            base::latest(&l)?
+            l.find_latest_base()?
         };
         self.print_name("base", &b.volume.lv)
     }
@@ -477,7 +477,7 @@ impl App<'_> {
         if self.cli.dry_run {
             // Checks the base exists; writes nothing.
             let l = self.read()?;
-            let b = base::find(&l, name)?;
+            let b = l.find_base(name)?;
             let what = format!(
                 "export base {name} ({} bytes) to {}",
                 b.volume.size,
@@ -523,9 +523,9 @@ impl App<'_> {
             return self.print_name("path", &layer::volume_path(&l, name)?);
         }
         let x = if a.current {
-            layer::current(&l)?
+            l.find_booted_layer()?
         } else {
-            layer::latest(&l)?
+            l.find_latest_layer()?
         };
         self.print_name("layer", &x.volume.lv)
     }
@@ -645,7 +645,7 @@ impl App<'_> {
 
     fn w(&self) -> Result<()> {
         let l = self.read()?;
-        let x = layer::current(&l)?;
+        let x = l.find_booted_layer()?;
         if self.cli.json {
             return print_json(&serde_json::json!({ "layer": x.volume.lv }));
         }

@@ -29,10 +29,6 @@ pub enum Error {
     Boot(#[from] crate::boot::BootError),
     #[error(transparent)]
     Journal(#[from] crate::plan::journal::JournalError),
-    #[error("no base named {name} in {vg} (see `imgbase layout --bases`)")]
-    UnknownBase { name: String, vg: String },
-    #[error("no layer named {name} in {vg} (see `imgbase layout --layers`)")]
-    UnknownLayer { name: String, vg: String },
     #[error("no base or layer named {name} in {vg} (see `imgbase layout`)")]
     UnknownImage { name: String, vg: String },
     #[error("an LV named {name} already exists in {vg}: choose another name")]

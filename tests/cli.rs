@@ -120,6 +120,7 @@ fn json_reports_parse() {
     let node = FakeNode::new();
     let out = node.cmd().args(["--json", "layout"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema_version"], 1);
     assert_eq!(v["vg"], "HostVG");
     assert_eq!(v["bases"][2]["name"], "Node-13-0");
     assert_eq!(v["bases"][0]["layers"][0]["name"], "Node-1.0-0+1");

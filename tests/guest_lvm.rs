@@ -42,6 +42,10 @@ fn init_adopts_an_ext4_root() {
     assert_eq!(&layer[1..2], "w", "{layer}");
     assert_eq!(&layer[4..5], "a", "{layer}");
     assert_eq!(&layer[9..10], "-", "{layer}");
+    // The installed root, as imgbased leaves it: read-only, activation skip.
+    let root = vg.attr("root");
+    assert_eq!(&root[1..2], "r", "{root}");
+    assert_eq!(&root[9..10], "k", "{root}");
 
     // The layer holds the root's files, under a filesystem UUID of its own.
     let m = Mount::new(&vg.dev("Node-1.0-0+1"), "rw");
@@ -75,6 +79,10 @@ fn init_adopts_an_xfs_root_from_its_mount_point_and_reads_the_nvr() {
         vg.ok(&["layout"]),
         "Appliance-4.5.0-0.20220307.0\n +- Appliance-4.5.0-0.20220307.0+1\n"
     );
+    // A mounted root keeps its write permission; it only skips activation.
+    let root = vg.attr("root");
+    assert_eq!(&root[1..2], "w", "{root}");
+    assert_eq!(&root[9..10], "k", "{root}");
     // The new layer mounts beside its still-mounted origin: new UUID, clean log.
     let layer = vg.dev("Appliance-4.5.0-0.20220307.0+1");
     assert_ne!(fs_uuid(&layer), fs_uuid(&vg.dev("root")));

@@ -227,7 +227,25 @@ impl Node {
             menu.contains(&format!("--id '{default}'")),
             "{what}: the menu has no entry {default}"
         );
-        self.ok(&["check"]);
+        // `check` finds nothing but the adopted root's layer, which has no
+        // kernel and so no entry.
+        let out = self.vg.imgbase(&self.args(&["--json", "check"]));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let without = format!("[\"{OLD}+1\"]");
+        assert_eq!(
+            r["layers_without_entry"].to_string(),
+            without,
+            "{what}: {r}"
+        );
+        for k in [
+            "entries_without_lv",
+            "orphan_files",
+            "incomplete_lvs",
+            "unfinished_operations",
+        ] {
+            assert_eq!(r[k].to_string(), "[]", "{what}: {k}: {r}");
+        }
+        assert!(r["default_missing"].is_null(), "{what}: {r}");
     }
 
     /// Kill `args` before each of its steps and after the last, recover,

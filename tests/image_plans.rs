@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use imgbase::image::detect::{Compression, Format};
 use imgbase::model::layout::Layout;
 use imgbase::plan::{Executor, ImageStep, LvmStep, Plan, Step};
-use imgbase::sys::fs::FakeFilesystems;
-use imgbase::sys::images::{FakeImages, FillMode, ImageInfo};
-use imgbase::sys::lvm::{FakeLvm, Lvm, Scope};
+use imgbase::sys::fakes::{FakeFilesystems, FakeImages, FakeLvm};
+use imgbase::sys::images::{FillMode, ImageInfo};
+use imgbase::sys::lvm::{Lvm, Scope};
 use imgbase::sys::progress::Progress;
 use imgbase::verbs::base::{FromImage, plan_add_image};
 

@@ -11,9 +11,8 @@ use imgbase::model::layout::Layout;
 use imgbase::plan::journal::Journal;
 use imgbase::plan::{BootStep, Executor, FilesStep, LvmStep, Plan, Step};
 use imgbase::sys::boot::{BootExec, LayerTrees};
-use imgbase::sys::fs::{DevNum, FakeFilesystems};
-use imgbase::sys::images::FakeImages;
-use imgbase::sys::lvm::{FakeLvm, LvRecord, Lvm, Scope};
+use imgbase::sys::fakes::{FakeFilesystems, FakeImages, FakeLvm};
+use imgbase::sys::lvm::{LvRecord, Lvm, Scope};
 use imgbase::sys::progress::Progress;
 use imgbase::verbs::boot::BootView;
 use imgbase::verbs::{base, boot, layer, layout, recover};
@@ -25,12 +24,8 @@ fn layout_of(f: &FakeLvm) -> Layout {
 }
 
 fn booted_on(f: &FakeLvm, lv: &str) -> Layout {
-    let r = f.get(lv).unwrap();
-    let dev = DevNum {
-        major: r.kernel_major.unwrap(),
-        minor: r.kernel_minor.unwrap(),
-    };
-    Layout::from_report(&f.report(&Scope::TaggedVgs).unwrap(), None, Some(dev)).unwrap()
+    let root = Some(f.dev(lv));
+    Layout::from_report(&f.report(&Scope::TaggedVgs).unwrap(), None, root).unwrap()
 }
 
 fn run(f: &FakeLvm, plan: &Plan) -> Result<(), Error> {
@@ -82,20 +77,30 @@ fn snapshot(f: &FakeLvm) -> (Vec<LvRecord>, Vec<String>) {
     (lvs, f.vg_tags.borrow().clone())
 }
 
-/// A node as `layout --init` leaves it: base Node-1.0-0 with layer +1.
-fn node() -> FakeLvm {
+/// A node before `layout --init`: an installed root on a thin LV.
+fn installed() -> FakeLvm {
     let f = FakeLvm::with_pool("HostVG", "pool", 20 * GIB);
     f.vg_tags.borrow_mut().clear();
     f.change_tags("HostVG", "pool", &[], &["imgbased:pool".into()])
         .unwrap();
     f.add_thin("root", 4 * GIB, &[]);
+    f
+}
+
+/// `layout --init --from HostVG/root --nvr Node-1.0-0`.
+fn init_plan(f: &FakeLvm) -> Plan {
     let records = f.report(&Scope::All).unwrap();
     let src = layout::Source::Lv {
         vg: "HostVG".into(),
         lv: "root".into(),
     };
-    let plan = layout::plan_init(&records, &src, Some("Node-1.0-0"), |_| unreachable!()).unwrap();
-    run(&f, &plan).unwrap();
+    layout::plan_init(&records, &src, Some("Node-1.0-0"), |_| unreachable!()).unwrap()
+}
+
+/// A node as `layout --init` leaves it: base Node-1.0-0 with layer +1.
+fn node() -> FakeLvm {
+    let f = installed();
+    run(&f, &init_plan(&f)).unwrap();
     f.calls.borrow_mut().clear();
     f
 }
@@ -122,6 +127,74 @@ fn init_adopts_the_root_as_imgbased_would_tag_it() {
             .all(|l| !l.has_tag("imgbase:incomplete"))
     );
     assert!(l.incomplete.is_empty());
+}
+
+#[test]
+fn init_leaves_the_root_read_only_and_skipped_at_activation() {
+    let f = node();
+    let root = f.get("root").unwrap();
+    assert!(
+        root.is_read_only() && root.skips_activation(),
+        "{}",
+        root.attr
+    );
+    assert!(root.is_active(), "the root is not deactivated");
+
+    // Protected once the layer is in place, before the VG tag.
+    let plan = init_plan(&installed());
+    let at = |want: &Step| plan.steps.iter().position(|s| s == want).unwrap();
+    let read_only = at(&Step::Lvm(LvmStep::SetReadOnly {
+        lv: "root".into(),
+        read_only: true,
+    }));
+    let skip = at(&Step::Lvm(LvmStep::SetActivationSkip {
+        lv: "root".into(),
+        skip: true,
+    }));
+    let layer = at(&Step::Lvm(LvmStep::Rename {
+        from: "imgbase-tmp-Node-1.0-0+1".into(),
+        to: "Node-1.0-0+1".into(),
+    }));
+    let vg_tag = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::Lvm(LvmStep::ChangeVgTags { .. })))
+        .unwrap();
+    assert!(layer < read_only && read_only < skip && skip < vg_tag);
+
+    // A failure after them undoes them.
+    let f = installed();
+    let before = snapshot(&f);
+    *f.fail_on.borrow_mut() = Some("vgchange".into());
+    run(&f, &init_plan(&f)).unwrap_err();
+    assert_eq!(snapshot(&f), before);
+}
+
+#[test]
+fn init_keeps_an_open_root_writable() {
+    // The running system's root is open (mounted read-write): making its
+    // LV read-only would break the running system; it only gets the skip.
+    let f = installed();
+    f.set_open("root", true);
+    let plan = init_plan(&f);
+    let read_only = Step::Lvm(LvmStep::SetReadOnly {
+        lv: "root".into(),
+        read_only: true,
+    });
+    assert!(!plan.steps.contains(&read_only), "{plan}");
+    run(&f, &plan).unwrap();
+    let root = f.get("root").unwrap();
+    assert!(root.is_open() && !root.is_read_only() && root.skips_activation());
+    // Flags the root already has are not set again (undo would clear them).
+    let f = installed();
+    f.set_activation_skip("HostVG", "root", true).unwrap();
+    let plan = init_plan(&f);
+    let skip = Step::Lvm(LvmStep::SetActivationSkip {
+        lv: "root".into(),
+        skip: true,
+    });
+    assert!(!plan.steps.contains(&skip), "{plan}");
+    assert!(plan.steps.contains(&read_only), "{plan}");
 }
 
 /// `layout --init` from `vg/lv` of the fake, which must be refused.
@@ -555,8 +628,14 @@ impl BootNode {
     fn assert_sound(&self, what: &str) {
         let l = layout_of(&self.f);
         let v = self.view();
-        let default = v.default.clone().unwrap_or_else(|| panic!("{what}: no default"));
-        assert!(l.layer(&default).is_some(), "{what}: default {default} has no LV");
+        let default = v
+            .default
+            .clone()
+            .unwrap_or_else(|| panic!("{what}: no default"));
+        assert!(
+            l.layer(&default).is_some(),
+            "{what}: default {default} has no LV"
+        );
         for w in &v.written {
             assert!(l.layer(w).is_some(), "{what}: entry {w} has no LV");
         }
@@ -586,7 +665,11 @@ fn a_removal_failing_past_its_point_of_no_return_is_finished_never_undone() {
     // Entries and the default move off the layer before anything goes.
     let ponr = plan.point_of_no_return().unwrap();
     assert!(matches!(&plan.steps[ponr], Step::Lvm(LvmStep::Remove { lv }) if *lv == l2));
-    assert!(plan.steps[..ponr].iter().any(|s| matches!(s, Step::Boot(BootStep::SetDefault { .. }))));
+    assert!(
+        plan.steps[..ponr]
+            .iter()
+            .any(|s| matches!(s, Step::Boot(BootStep::SetDefault { .. })))
+    );
 
     // Its kernels cannot be removed: their folder became a file.
     let store = n.boot_dir().join("imgbase");
@@ -702,7 +785,10 @@ fn a_crash_at_any_step_is_recovered_to_complete_or_absent() {
                 complete += 1;
             }
         }
-        assert!(absent >= 1 && complete >= 1, "{what}: {absent} absent, {complete} complete");
+        assert!(
+            absent >= 1 && complete >= 1,
+            "{what}: {absent} absent, {complete} complete"
+        );
     }
 }
 

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::names::{ImageName, LayerName, Nvr};
+use super::schema::SchemaVersion;
 use super::tags;
 use crate::sys::fs::DevNum;
 use crate::sys::lvm::LvRecord;
@@ -25,6 +26,19 @@ pub enum LayoutError {
     NoPool(String),
     #[error("volume group {vg} has several pools tagged {tag} ({}): remove the tag from all but one", .pools.join(", "), tag = tags::POOL)]
     SeveralPools { vg: String, pools: Vec<String> },
+    #[error("no base named {name} in {vg} (see `imgbase layout --bases`)")]
+    UnknownBase { name: String, vg: String },
+    #[error("no layer named {name} in {vg} (see `imgbase layout --layers`)")]
+    UnknownLayer { name: String, vg: String },
+    #[error("no bases in {0} yet")]
+    NoBases(String),
+    #[error("no layers in {0} yet")]
+    NoLayers(String),
+    #[error(
+        "the running system is not booted from a layer of {vg}{}",
+        root.as_deref().map(|lv| format!(" (its root is on {lv})")).unwrap_or_default()
+    )]
+    NotBootedFromLayer { vg: String, root: Option<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -113,8 +127,12 @@ fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Resul
     s.collect_str(v)
 }
 
+/// Printed by `imgbase layout --json`: a versioned document (see
+/// [`super::schema`]); its fields are what scripts read, keep them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Layout {
+    /// `"schema_version": 1` ([`Layout::SCHEMA_VERSION`]), first in the JSON.
+    pub schema_version: SchemaVersion<{ Layout::SCHEMA_VERSION }>,
     pub vg: String,
     pub vg_free: u64,
     pub pool: Pool,
@@ -133,6 +151,9 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The version of the JSON this type prints as.
+    pub const SCHEMA_VERSION: u32 = 1;
+
     /// Build the layout of one VG from a report. `vg` is the user's
     /// `--vg`; without it the one VG tagged `imgbased:vg` is used.
     pub fn from_report(
@@ -247,6 +268,7 @@ impl Layout {
         }
 
         Ok(Layout {
+            schema_version: SchemaVersion,
             vg_free: lvs.first().map(|r| r.vg_free).unwrap_or(0),
             vg,
             pool,
@@ -257,6 +279,49 @@ impl Layout {
             incomplete,
             all_names: lvs.iter().map(|r| r.name.clone()).collect(),
         })
+    }
+
+    // Lookups come in pairs: `base`, `layer`, `latest_*` and `booted_layer`
+    // answer with an Option; the `find_*` methods answer the same
+    // question with the error a command shows when there is no answer.
+
+    pub fn find_base(&self, name: &str) -> Result<&Base, LayoutError> {
+        self.base(name).ok_or_else(|| LayoutError::UnknownBase {
+            name: name.into(),
+            vg: self.vg.clone(),
+        })
+    }
+
+    pub fn find_layer(&self, name: &str) -> Result<(&Base, &Layer), LayoutError> {
+        self.layer(name).ok_or_else(|| LayoutError::UnknownLayer {
+            name: name.into(),
+            vg: self.vg.clone(),
+        })
+    }
+
+    /// The base a layer is on.
+    pub fn find_base_of_layer(&self, layer: &str) -> Result<&Base, LayoutError> {
+        self.find_layer(layer).map(|(b, _)| b)
+    }
+
+    pub fn find_latest_base(&self) -> Result<&Base, LayoutError> {
+        self.latest_base()
+            .ok_or_else(|| LayoutError::NoBases(self.vg.clone()))
+    }
+
+    pub fn find_latest_layer(&self) -> Result<&Layer, LayoutError> {
+        self.latest_layer()
+            .ok_or_else(|| LayoutError::NoLayers(self.vg.clone()))
+    }
+
+    /// The layer the running system is booted from.
+    pub fn find_booted_layer(&self) -> Result<&Layer, LayoutError> {
+        self.booted_layer()
+            .map(|(_, l)| l)
+            .ok_or_else(|| LayoutError::NotBootedFromLayer {
+                vg: self.vg.clone(),
+                root: self.booted.clone(),
+            })
     }
 
     pub fn base(&self, name: &str) -> Option<&Base> {
@@ -305,7 +370,7 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::lvm::FakeLvm;
+    use crate::sys::fakes::FakeLvm;
     use crate::sys::lvm::{Lvm, Scope};
 
     fn layout_of(f: &FakeLvm, root: Option<DevNum>) -> Result<Layout, LayoutError> {
@@ -346,12 +411,7 @@ mod tests {
     #[test]
     fn reads_an_imgbased_node() {
         let f = imgbased_node();
-        let root = f.get("ovirt-node-ng-4.5.0-0.20220307.0+1").unwrap();
-        let dev = DevNum {
-            major: root.kernel_major.unwrap(),
-            minor: root.kernel_minor.unwrap(),
-        };
-        let l = layout_of(&f, Some(dev)).unwrap();
+        let l = layout_of(&f, Some(f.dev("ovirt-node-ng-4.5.0-0.20220307.0+1"))).unwrap();
         assert_eq!(l.vg, "onn");
         assert_eq!(l.pool.name, "pool00");
         assert_eq!(l.init_lv.as_deref(), Some("root"));
@@ -395,6 +455,59 @@ mod tests {
         assert!(l.bases.is_empty());
         assert_eq!(l.orphan_layers.len(), 1);
         assert_eq!(l.incomplete, ["imgbase-tmp-New-1-0"]);
+    }
+
+    #[test]
+    fn find_answers_with_the_error_a_command_shows() {
+        let f = imgbased_node();
+        let l = layout_of(&f, None).unwrap();
+        let err = |e: LayoutError| e.to_string();
+        assert_eq!(
+            l.find_base("ovirt-node-ng-4.5.0-0.20220307.0")
+                .unwrap()
+                .volume
+                .lv,
+            "ovirt-node-ng-4.5.0-0.20220307.0"
+        );
+        assert_eq!(
+            err(l.find_base("Nope-1-0").unwrap_err()),
+            "no base named Nope-1-0 in onn (see `imgbase layout --bases`)"
+        );
+        assert_eq!(
+            err(l.find_layer("Nope-1-0+1").unwrap_err()),
+            "no layer named Nope-1-0+1 in onn (see `imgbase layout --layers`)"
+        );
+        assert_eq!(
+            l.find_base_of_layer("ovirt-node-ng-4.4.10-0.20220303.0+1")
+                .unwrap()
+                .volume
+                .lv,
+            "ovirt-node-ng-4.4.10-0.20220303.0"
+        );
+        assert_eq!(
+            l.find_latest_layer().unwrap().volume.lv,
+            "ovirt-node-ng-4.5.0-0.20220307.0+1"
+        );
+        // Booted from the installed root, not from a layer.
+        let booted_root = layout_of(&f, Some(f.dev("root"))).unwrap();
+        assert_eq!(
+            err(booted_root.find_booted_layer().unwrap_err()),
+            "the running system is not booted from a layer of onn (its root is on root)"
+        );
+        assert_eq!(
+            err(l.find_booted_layer().unwrap_err()),
+            "the running system is not booted from a layer of onn"
+        );
+
+        let empty = layout_of(&FakeLvm::with_pool("vg", "pool", 1 << 30), None).unwrap();
+        assert_eq!(
+            err(empty.find_latest_base().unwrap_err()),
+            "no bases in vg yet"
+        );
+        assert_eq!(
+            err(empty.find_latest_layer().unwrap_err()),
+            "no layers in vg yet"
+        );
     }
 
     #[test]

@@ -3,5 +3,6 @@
 
 pub mod layout;
 pub mod names;
+pub mod schema;
 pub mod size;
 pub mod tags;

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Plan;
 
-/// Version of the file format; bumped on any change a reader must know.
+/// Version of the file format (`schema_version`, as `crate::model::schema`
+/// describes); bumped on any change a reader must know.
 pub const SCHEMA: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,7 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
-    pub schema: u32,
+    pub schema_version: u32,
     pub id: String,
     /// The command line's verb, e.g. "layer --add".
     pub command: String,
@@ -107,7 +108,7 @@ impl Journal {
         let pid = std::process::id();
         let id = format!("{}-{pid}", now.as_nanos());
         let header = Header {
-            schema: SCHEMA,
+            schema_version: SCHEMA,
             id: id.clone(),
             command: command.into(),
             pid,
@@ -167,13 +168,13 @@ impl Record {
         // Read the version alone first: a newer header may not parse.
         #[derive(Deserialize)]
         struct Version {
-            schema: u32,
+            schema_version: u32,
         }
         let v: Version = serde_json::from_str(first).map_err(|e| corrupt(e.to_string()))?;
-        if v.schema > SCHEMA {
+        if v.schema_version > SCHEMA {
             return Err(JournalError::Newer {
                 path: path.to_path_buf(),
-                schema: v.schema,
+                schema: v.schema_version,
             });
         }
         let header: Header = serde_json::from_str(first).map_err(|e| corrupt(e.to_string()))?;
@@ -278,7 +279,7 @@ mod tests {
         let r = &all[0];
         assert_eq!(r.header.plan, plan());
         assert_eq!((r.done, r.header.command.as_str()), (1, "layer --add"));
-        assert_eq!(r.header.schema, SCHEMA);
+        assert_eq!(r.header.schema_version, SCHEMA);
         e.undone(0).unwrap();
         assert_eq!(j.unfinished(Some("vg")).unwrap()[0].undone, [0]);
         assert!(j.unfinished(Some("other")).unwrap().is_empty());
@@ -304,7 +305,7 @@ mod tests {
     fn a_newer_schema_is_refused_by_name() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("1-1.json");
-        fs::write(&p, "{\"schema\":99,\"future\":true}\n").unwrap();
+        fs::write(&p, "{\"schema_version\":99,\"future\":true}\n").unwrap();
         let err = Record::read(&p).unwrap_err().to_string();
         assert!(err.contains("newer imgbase (schema 99"), "{err}");
     }

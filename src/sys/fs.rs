@@ -126,25 +126,6 @@ impl Filesystems for RealFilesystems<'_> {
     }
 }
 
-/// Records calls; reports ext4 for every device.
-#[derive(Debug, Default)]
-pub struct FakeFilesystems {
-    pub calls: std::cell::RefCell<Vec<String>>,
-}
-
-impl Filesystems for FakeFilesystems {
-    fn renew_uuid(&self, device: &str) -> Result<Option<String>, FsError> {
-        self.calls.borrow_mut().push(format!("renew {device}"));
-        Ok(Some("ext4".into()))
-    }
-    fn unmount_stale(&self, path: &Path) -> Result<(), FsError> {
-        self.calls
-            .borrow_mut()
-            .push(format!("unmount {}", path.display()));
-        Ok(())
-    }
-}
-
 /// A block device number, as the kernel reports it in `lvs` (kernel
 /// major/minor) and in `stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -4,6 +4,8 @@
 
 pub mod boot;
 pub mod cmd;
+#[cfg(any(test, feature = "test-fakes"))]
+pub mod fakes;
 pub mod fault;
 pub mod fetch;
 pub mod fs;

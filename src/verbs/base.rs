@@ -1,8 +1,9 @@
-//! `imgbase base`: add an (empty) base, remove one with its layers, and
-//! answer which base is newest or holds a given layer.
+//! `imgbase base`: add an (empty) base or one from an image, remove one
+//! with its layers, and export one. Which base is newest or holds a given
+//! layer is answered by [`Layout`] (`find_latest_base`, `find_base_of_layer`).
 
 use crate::error::{Error, Result};
-use crate::model::layout::{Base, Layout};
+use crate::model::layout::Layout;
 use crate::model::names::parse_new_base_name;
 use crate::model::size::human;
 use crate::model::tags;
@@ -16,7 +17,7 @@ use crate::sys::lvm::Lvm;
 use crate::sys::progress::Progress;
 
 use super::boot::BootView;
-use super::{check_name_free, check_pool_room};
+use super::{check_name_free, check_pool_room, protect, remove_lv};
 
 /// A new, empty, protected base (read-only, skipped at activation).
 pub fn plan_add(layout: &Layout, name: &str, size: u64) -> Result<Plan> {
@@ -244,25 +245,9 @@ fn check_fits_pool(layout: &Layout, size: u64) -> Result<()> {
     Ok(())
 }
 
-/// Bases never change: read-only, and not activated with the VG.
-pub(crate) fn protect(plan: &mut Plan, lv: &str) {
-    plan.push(LvmStep::SetReadOnly {
-        lv: lv.into(),
-        read_only: true,
-    });
-    plan.push(LvmStep::SetActivationSkip {
-        lv: lv.into(),
-        skip: true,
-    });
-    plan.push(LvmStep::SetActive {
-        lv: lv.into(),
-        active: false,
-    });
-}
-
 /// Remove a base and all its layers, newest layer first.
 pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Result<Plan> {
-    let base = find(layout, name)?;
+    let base = layout.find_base(name)?;
     if let Some((b, l)) = layout.booted_layer()
         && b.nvr == base.nvr
     {
@@ -293,38 +278,6 @@ pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Resu
     Ok(plan)
 }
 
-pub(crate) fn remove_lv(plan: &mut Plan, lv: &str) {
-    plan.push(LvmStep::SetActive {
-        lv: lv.into(),
-        active: false,
-    });
-    plan.push(LvmStep::Remove { lv: lv.into() });
-    plan.removed.push(lv.into());
-}
-
-pub fn find<'l>(layout: &'l Layout, name: &str) -> Result<&'l Base> {
-    layout.base(name).ok_or_else(|| Error::UnknownBase {
-        name: name.into(),
-        vg: layout.vg.clone(),
-    })
-}
-
-pub fn latest(layout: &Layout) -> Result<&Base> {
-    layout
-        .latest_base()
-        .ok_or_else(|| Error::Refused(format!("no bases in {} yet", layout.vg)))
-}
-
-pub fn of_layer<'l>(layout: &'l Layout, layer: &str) -> Result<&'l Base> {
-    layout
-        .layer(layer)
-        .map(|(b, _)| b)
-        .ok_or_else(|| Error::UnknownLayer {
-            name: layer.into(),
-            vg: layout.vg.clone(),
-        })
-}
-
 /// Write a base as an imgbase bundle (manifest + raw image, zstd), so a
 /// base built on one node can be imported on another. The base is
 /// activated for reading and put back as it was.
@@ -335,7 +288,7 @@ pub fn export(
     out: &Path,
     progress: &Progress,
 ) -> Result<Manifest> {
-    let base = find(layout, name)?;
+    let base = layout.find_base(name)?;
     let was_active = base.volume.active;
     if !was_active {
         lvm.set_active(&layout.vg, name, true)?;

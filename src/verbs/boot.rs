@@ -11,6 +11,7 @@ use crate::boot::loader::{Boot, Listed};
 use crate::error::{Error, Result};
 use crate::model::layout::{Layout, Pool};
 use crate::model::names::LayerName;
+use crate::model::schema::SchemaVersion;
 use crate::model::size::human;
 use crate::model::tags;
 use crate::plan::{BootStep, LvmStep, Plan, Step};
@@ -251,7 +252,7 @@ pub fn after_removing(plan: &mut Plan, view: &BootView, layers: &[String]) {
 }
 
 fn entry_of<'v>(layout: &Layout, view: &'v BootView, layer: &str) -> Result<&'v str> {
-    super::layer::find(layout, layer)?;
+    layout.find_layer(layer)?;
     view.installed
         .iter()
         .find(|l| *l == layer)
@@ -298,7 +299,7 @@ pub fn plan_setup(
 ) -> Result<Plan> {
     let targets: Vec<String> = match layer {
         Some(l) => {
-            super::layer::find(layout, l)?;
+            layout.find_layer(l)?;
             vec![l.to_string()]
         }
         None => layout.layers().map(|l| l.volume.lv.clone()).collect(),
@@ -356,8 +357,12 @@ pub fn list(view: &BootView) -> Vec<Listed> {
 }
 
 /// What `imgbase check` finds wrong between LVs, entries and files.
+/// Printed by `imgbase check --json`: a versioned document (see
+/// [`crate::model::schema`]); its fields are what scripts read, keep them.
 #[derive(Debug, Default, Serialize)]
 pub struct CheckReport {
+    /// `"schema_version": 1` ([`CheckReport::SCHEMA_VERSION`]), first in the JSON.
+    pub schema_version: SchemaVersion<{ CheckReport::SCHEMA_VERSION }>,
     pub loader: Option<String>,
     pub entries_without_lv: Vec<String>,
     pub layers_without_entry: Vec<String>,
@@ -369,6 +374,9 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// The version of the JSON this type prints as.
+    pub const SCHEMA_VERSION: u32 = 1;
+
     pub fn problems(&self) -> usize {
         self.entries_without_lv.len()
             + self.layers_without_entry.len()

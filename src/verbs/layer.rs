@@ -1,14 +1,15 @@
 //! `imgbase layer`: add a writable layer (a thin snapshot) on a base or a
-//! layer, remove one, and answer which is newest, booted, or where it is.
+//! layer, remove one, and answer where it is. Which layer is newest or
+//! booted is answered by `Layout` (`find_latest_layer`, `find_booted_layer`).
 
 use crate::error::{Error, Result};
-use crate::model::layout::{Layer, Layout};
+use crate::model::layout::Layout;
 use crate::model::names::{LayerName, next_layer_index};
 use crate::model::tags;
 use crate::plan::{LvmStep, Plan};
 
 use super::boot::BootView;
-use super::{check_name_free, check_pool_room};
+use super::{check_name_free, check_pool_room, remove_lv};
 
 /// A new layer on `target` (a base or a layer). Without a target, on the
 /// newest base: a snapshot of its newest layer, or of the base itself if
@@ -28,7 +29,7 @@ pub fn plan_add(layout: &Layout, boot: Option<&BootView>, target: Option<&str>) 
             }
         }
         None => {
-            let b = super::base::latest(layout)?;
+            let b = layout.find_latest_base()?;
             let origin = b
                 .layers
                 .last()
@@ -71,7 +72,7 @@ pub fn plan_add(layout: &Layout, boot: Option<&BootView>, target: Option<&str>) 
 }
 
 pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Result<Plan> {
-    let (base, layer) = find(layout, name)?;
+    let (base, layer) = layout.find_layer(name)?;
     if layer.booted {
         return Err(Error::Refused(format!(
             "refusing to remove layer {name}: the running system is booted from it; boot \
@@ -104,43 +105,13 @@ pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Resu
                 .collect(),
         });
     }
-    super::base::remove_lv(&mut plan, name);
+    remove_lv(&mut plan, name);
     if let Some(view) = boot {
         super::boot::after_removing(&mut plan, view, &gone);
     }
     Ok(plan)
 }
 
-pub fn find<'l>(
-    layout: &'l Layout,
-    name: &str,
-) -> Result<(&'l crate::model::layout::Base, &'l Layer)> {
-    layout.layer(name).ok_or_else(|| Error::UnknownLayer {
-        name: name.into(),
-        vg: layout.vg.clone(),
-    })
-}
-
-pub fn latest(layout: &Layout) -> Result<&Layer> {
-    layout
-        .latest_layer()
-        .ok_or_else(|| Error::Refused(format!("no layers in {} yet", layout.vg)))
-}
-
-pub fn current(layout: &Layout) -> Result<&Layer> {
-    layout.booted_layer().map(|(_, l)| l).ok_or_else(|| {
-        Error::Refused(format!(
-            "the running system is not booted from a layer of {}{}",
-            layout.vg,
-            layout
-                .booted
-                .as_deref()
-                .map(|lv| format!(" (its root is on {lv})"))
-                .unwrap_or_default()
-        ))
-    })
-}
-
 pub fn volume_path(layout: &Layout, name: &str) -> Result<String> {
-    Ok(find(layout, name)?.1.volume.path.clone())
+    Ok(layout.find_layer(name)?.1.volume.path.clone())
 }

@@ -14,7 +14,7 @@ use crate::plan::{LvmStep, Plan};
 use crate::sys::fs::DevNum;
 use crate::sys::lvm::LvRecord;
 
-use super::check_name_free;
+use super::{check_name_free, protect};
 
 /// imgbased's tree: each base, then its layers indented under it.
 pub struct Tree<'l>(pub &'l Layout);
@@ -116,9 +116,10 @@ impl fmt::Display for Source {
 pub const NVR_FILE: &str = "usr/share/imgbase/build/meta/nvr";
 
 /// Adopt an installed root on a thin LV: its snapshot becomes the first
-/// base (read-only, activation skip) with one layer on top, and the VG,
-/// pool and root are tagged as imgbased tags them. `read_nvr` reads the
-/// NVR from the root when none is given.
+/// base (read-only, activation skip) with one layer on top, the root is
+/// protected as imgbased leaves it (read-only, activation skip; see
+/// [`protect_root`]), and the VG, pool and root are tagged as imgbased tags
+/// them. `read_nvr` reads the NVR from the root when none is given.
 pub fn plan_init(
     records: &[LvRecord],
     source: &Source,
@@ -190,7 +191,7 @@ pub fn plan_init(
     );
     let temp_base = tags::temp_name(&base);
     plan.new_snapshot(&root.name, &temp_base);
-    super::base::protect(&mut plan, &temp_base);
+    protect(&mut plan, &temp_base);
     plan.commit_lv(&temp_base, &base, tags::BASE);
 
     let temp_layer = tags::temp_name(&layer);
@@ -201,6 +202,9 @@ pub fn plan_init(
     });
     plan.new_snapshot(&base, &temp_layer);
     plan.commit_lv(&temp_layer, &layer, tags::LAYER);
+    // Once the layout exists (its base and layer are in place), and
+    // before the VG tag that makes it visible.
+    protect_root(&mut plan, root);
 
     // Tag the VG last: until then no command sees a layout at all.
     plan.push(LvmStep::ChangeTags {
@@ -220,4 +224,28 @@ pub fn plan_init(
     plan.created.push(base);
     plan.created.push(layer);
     Ok(plan)
+}
+
+/// The installed root after `layout --init`, as imgbased leaves it: the
+/// node boots from the layer now, and the root is kept only as the origin
+/// of the first base, so it is made read-only and skipped at activation.
+/// It is not deactivated. Flags it already has are left alone, so undoing
+/// the plan never clears a flag the root had before.
+fn protect_root(plan: &mut Plan, root: &LvRecord) {
+    // An open root is (normally) the running system's, mounted read-write:
+    // making the LV read-only under it would fail every write of the
+    // running system. It keeps its write permission; activation skip
+    // changes nothing until the LV is next activated.
+    if !root.is_open() && !root.is_read_only() {
+        plan.push(LvmStep::SetReadOnly {
+            lv: root.name.clone(),
+            read_only: true,
+        });
+    }
+    if !root.skips_activation() {
+        plan.push(LvmStep::SetActivationSkip {
+            lv: root.name.clone(),
+            skip: true,
+        });
+    }
 }

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::layout::Layout;
 use crate::model::size::human;
 use crate::model::tags;
+use crate::plan::{LvmStep, Plan};
 use crate::sys::fs::DevNum;
 use crate::sys::lvm::{LvRecord, Lvm, Scope};
 
@@ -71,6 +72,32 @@ impl Ctx<'_> {
         }
         Ok(layout)
     }
+}
+
+/// Bases never change: read-only, and not activated with the VG.
+pub(crate) fn protect(plan: &mut Plan, lv: &str) {
+    plan.push(LvmStep::SetReadOnly {
+        lv: lv.into(),
+        read_only: true,
+    });
+    plan.push(LvmStep::SetActivationSkip {
+        lv: lv.into(),
+        skip: true,
+    });
+    plan.push(LvmStep::SetActive {
+        lv: lv.into(),
+        active: false,
+    });
+}
+
+/// Steps that remove one LV (deactivated first) and record it as removed.
+pub(crate) fn remove_lv(plan: &mut Plan, lv: &str) {
+    plan.push(LvmStep::SetActive {
+        lv: lv.into(),
+        active: false,
+    });
+    plan.push(LvmStep::Remove { lv: lv.into() });
+    plan.removed.push(lv.into());
 }
 
 /// Admission for any new LV: the pool must not be (nearly) full.

@@ -231,22 +231,89 @@ impl TestVg {
 
 impl Drop for TestVg {
     fn drop(&mut self) {
-        // Best effort: a failed test must not leave its VG to the next one.
-        let _ = Command::new("sh")
-            .args([
+        // Every step runs even when one fails: a failed test must not leave
+        // its VG to the next one. What failed then fails the test.
+        let mut c = Cleanup::new(format!("test VG {}", self.name));
+        // Mounts a test left under /tmp (tempdirs) first, lazily: they may
+        // hold the VG's LVs open.
+        c.run(
+            "sh",
+            &[
                 "-c",
                 "grep \" /tmp/.tmp\" /proc/mounts | cut -d' ' -f2 | xargs -r umount -l",
-            ])
-            .status();
-        let _ = Command::new("lvm")
-            .args(["vgremove", "-qq", "-ff", &self.name])
-            .output();
-        let _ = Command::new("lvm")
-            .args(["pvremove", "-qq", &self.loopdev])
-            .output();
-        let _ = Command::new("losetup").args(["-d", &self.loopdev]).output();
-        let _ = std::fs::remove_file(&self.file);
+            ],
+        );
+        c.run("lvm", &["vgremove", "-qq", "-ff", &self.name]);
+        c.run("lvm", &["pvremove", "-qq", &self.loopdev]);
+        c.run("losetup", &["-d", &self.loopdev]);
+        c.check(
+            &format!("remove {}", self.file.display()),
+            std::fs::remove_file(&self.file),
+        );
+        // The journal dir exists only if a command changed something.
         let _ = std::fs::remove_dir_all(self.state_dir());
+        c.finish();
+    }
+}
+
+/// The cleanup of a guard's `drop`: steps are recorded as they fail, and
+/// [`Cleanup::finish`] fails the test with all of them. If the thread is
+/// already panicking (the test itself failed), they are only printed to
+/// stderr: a panic during that unwinding would abort the test binary and
+/// hide the first failure.
+pub struct Cleanup {
+    what: String,
+    failures: Vec<String>,
+}
+
+impl Cleanup {
+    pub fn new(what: String) -> Cleanup {
+        Cleanup {
+            what,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Run a tool; failing to start it or a non-zero exit is a failure.
+    pub fn run(&mut self, program: &str, args: &[&str]) {
+        let cmd = format!("{program} {}", args.join(" "));
+        match Command::new(program)
+            .args(args)
+            .env("LC_ALL", "C")
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+            .output()
+        {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => self.failures.push(format!(
+                "`{cmd}` failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            )),
+            Err(e) => self.failures.push(format!("cannot run `{cmd}`: {e}")),
+        }
+    }
+
+    pub fn check<E: std::fmt::Display>(&mut self, step: &str, result: Result<(), E>) {
+        if let Err(e) = result {
+            self.failures.push(format!("{step}: {e}"));
+        }
+    }
+
+    pub fn finish(self) {
+        if self.failures.is_empty() {
+            return;
+        }
+        let msg = format!(
+            "cleanup of {} failed:\n  {}",
+            self.what,
+            self.failures.join("\n  ")
+        );
+        if std::thread::panicking() {
+            eprintln!("{msg}\n(not panicking again: the test has already failed)");
+        } else {
+            panic!("{msg}");
+        }
     }
 }
 
@@ -278,7 +345,8 @@ pub fn fs_uuid(dev: &str) -> String {
         .to_string()
 }
 
-/// Mount read-only and return the guard directory.
+/// A mount on a fresh temporary directory, unmounted when dropped (a
+/// failed unmount fails the test, see [`Cleanup`]).
 pub struct Mount {
     pub dir: tempfile::TempDir,
 }
@@ -296,6 +364,9 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        let dir = self.dir.path().to_str().unwrap();
+        let mut c = Cleanup::new(format!("mount on {dir}"));
+        c.run("umount", &[dir]);
+        c.finish();
     }
 }
