@@ -32,7 +32,9 @@ impl FakeNode {
         c.env("IMGBASE_LVM", self.dir.path().join("lvm"))
             .env("IMGBASE_LOCK_FILE", self.lock())
             .env("IMGBASE_LOCK_WAIT", "1")
-            .env("IMGBASE_LOADER", "none");
+            .env("IMGBASE_LOADER", "none")
+            // Journals go to the test's dir, never the machine's.
+            .env("IMGBASE_STATE_DIR", self.dir.path().join("state"));
         c
     }
 

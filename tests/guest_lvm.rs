@@ -493,9 +493,33 @@ fn lvm_wrapper(dir: &std::path::Path, fail_on: &str) -> std::path::PathBuf {
     path
 }
 
+/// The lvm command lines one imgbase run spawns (it must succeed).
+fn lvm_calls(
+    dir: &std::path::Path,
+    wrapper: &std::path::Path,
+    vg: &TestVg,
+    args: &[&str],
+) -> String {
+    let _ = std::fs::remove_file(dir.join("calls"));
+    let out = std::process::Command::new(IMGBASE)
+        .args(args)
+        .env("IMGBASE_LVM", wrapper)
+        .env("IMGBASE_LOCK_FILE", &vg.lock)
+        .env("IMGBASE_STATE_DIR", vg.state_dir())
+        .env("IMGBASE_LOADER", "none")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(dir.join("calls")).unwrap()
+}
+
 #[test]
 #[ignore = "guest tier: run by tests/run"]
-fn layout_spawns_exactly_one_lvm_process() {
+fn layout_spawns_one_lvm_process_and_layer_add_four() {
     let vg = TestVg::new("gCount", 512, 256);
     vg.init("Node-1.0-0");
     for i in 0..3 {
@@ -515,24 +539,24 @@ fn layout_spawns_exactly_one_lvm_process() {
         &["layer", "--latest"],
         &["base", "--latest"],
     ] {
-        let _ = std::fs::remove_file(dir.path().join("calls"));
-        let out = std::process::Command::new(IMGBASE)
-            .args(args)
-            .env("IMGBASE_LVM", &wrapper)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+        let calls = lvm_calls(dir.path(), &wrapper, &vg, args);
         assert_eq!(
             calls.lines().count(),
             1,
             "{args:?} ran lvm more than once: {calls}"
         );
     }
+    // A new layer: the report, the snapshot (tagged and active at birth),
+    // the rename and the final tags; nothing more, whatever the VG holds
+    // (imgbased spawns ~90 at 20 LVs). The pool's boot tag is not asked
+    // for: no loader here.
+    let calls = lvm_calls(
+        dir.path(),
+        &wrapper,
+        &vg,
+        &["--vg", "gCount", "layer", "--add"],
+    );
+    assert_eq!(calls.lines().count(), 4, "layer --add: {calls}");
 }
 
 #[test]
@@ -554,6 +578,7 @@ fn a_failing_step_leaves_the_vg_as_it_was() {
                 .args(args)
                 .env("IMGBASE_LVM", &wrapper)
                 .env("IMGBASE_LOCK_FILE", &vg.lock)
+                .env("IMGBASE_STATE_DIR", vg.state_dir())
                 .output()
                 .unwrap();
             let err = String::from_utf8_lossy(&out.stderr);

@@ -130,17 +130,9 @@ impl Node {
     }
 
     fn seen(&self) -> Seen {
-        let json = lvm(&[
-            "lvs",
-            "-a",
-            "--reportformat",
-            "json",
-            "--units",
-            "b",
-            "-o",
-            "lv_name,lv_attr,lv_size,origin,lv_tags,vg_tags",
-            &self.vg.name,
-        ]);
+        let json = self
+            .vg
+            .report("lv_name,lv_attr,lv_size,origin,lv_tags,vg_tags");
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let mut lvs: Vec<String> = v["report"][0]["lv"]
             .as_array()

@@ -232,14 +232,18 @@ impl fmt::Display for Plan {
     }
 }
 
-/// What the steps of one plan act through.
+/// What the steps of one plan act through: the executor's system, and
+/// the plan's VG.
 pub struct Sys<'a> {
-    pub lvm: &'a dyn Lvm,
-    pub fs: &'a dyn Filesystems,
-    pub images: &'a dyn Images,
-    pub progress: &'a Progress,
-    pub boot: Option<&'a BootExec<'a>>,
+    exec: &'a Executor<'a>,
     pub vg: String,
+}
+
+impl<'a> std::ops::Deref for Sys<'a> {
+    type Target = Executor<'a>;
+    fn deref(&self) -> &Executor<'a> {
+        self.exec
+    }
 }
 
 impl Sys<'_> {
@@ -274,14 +278,10 @@ pub struct Recovered {
     pub steps: Vec<String>,
 }
 
-impl Executor<'_> {
-    fn sys(&self, vg: &str) -> Sys<'_> {
+impl<'a> Executor<'a> {
+    fn sys(&'a self, vg: &str) -> Sys<'a> {
         Sys {
-            lvm: self.lvm,
-            fs: self.fs,
-            images: self.images,
-            progress: self.progress,
-            boot: self.boot,
+            exec: self,
             vg: vg.to_string(),
         }
     }

@@ -171,6 +171,11 @@ impl TestVg {
 
     /// Everything LVM knows of the VG that imgbase could change.
     pub fn state(&self) -> String {
+        self.report("lv_name,lv_attr,lv_size,origin,lv_tags,vg_tags,segtype,lv_uuid")
+    }
+
+    /// `lvs -a` of the VG as JSON, with these fields, sizes in bytes.
+    pub fn report(&self, fields: &str) -> String {
         lvm(&[
             "lvs",
             "-a",
@@ -179,7 +184,7 @@ impl TestVg {
             "--units",
             "b",
             "-o",
-            "lv_name,lv_attr,lv_size,origin,lv_tags,vg_tags,segtype,lv_uuid",
+            fields,
             &self.name,
         ])
     }
