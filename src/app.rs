@@ -169,7 +169,14 @@ impl App<'_> {
     /// says what it would do).
     fn recover(&self, ctx: &mut Ctx, boot: bool, all: bool) -> Result<Recovery> {
         let mut done = Recovery::default();
-        let journals = self.journal().unfinished(self.cli.vg.as_deref())?;
+        let journals: Vec<_> = self
+            .journal()
+            .unfinished(self.cli.vg.as_deref())?
+            .into_iter()
+            // Another imgbase (on another VG, under another lock) is
+            // still running it: not ours to touch.
+            .filter(|j| !j.is_running())
+            .collect();
         // Boot steps of a journal need /boot even for a verb without any.
         let boot = boot || !journals.is_empty();
         self.load(ctx, boot, all)?;
@@ -590,6 +597,8 @@ impl App<'_> {
             .journal()
             .unfinished(Some(&l.vg))?
             .iter()
+            // One running now (under the lock) is in progress, not broken.
+            .filter(|j| !j.is_running())
             .map(|j| {
                 format!(
                     "`imgbase {}`: {} ({} of {} steps done)",

@@ -199,6 +199,15 @@ impl Record {
         })
     }
 
+    /// Whether the imgbase that wrote it still runs (then it is in
+    /// progress, not interrupted). A pid reused by another program after
+    /// a reboot is not taken for it.
+    pub fn is_running(&self) -> bool {
+        self.header.pid != std::process::id()
+            && fs::read_to_string(format!("/proc/{}/comm", self.header.pid))
+                .is_ok_and(|c| c.trim() == "imgbase")
+    }
+
     /// Go on appending marks to this operation's file.
     pub fn reopen(&self) -> Result<Entry, JournalError> {
         let file = OpenOptions::new()
