@@ -42,7 +42,7 @@ fn kernel_image(work: &Work, name: &str, seed: u64) -> PathBuf {
     )
     .unwrap();
     fs::write(tree.join("etc/kernel/cmdline"), "console=ttyS0\n").unwrap();
-    ext4_image(&tree, &work.file(&format!("{name}.ext4")), 64)
+    ext4_image(&tree, &work.file(&format!("{name}.ext4")), 16)
 }
 
 /// A node with boot entries (grub, a /boot of its own): the adopted root
@@ -148,7 +148,10 @@ impl Node {
             .map(|lv| lv["lv_name"].as_str().unwrap().to_string())
             .zip(all.iter().map(|lv| {
                 let t = lv["lv_tags"].as_str().unwrap();
-                t.split(',').filter(|t| !t.is_empty()).map(String::from).collect()
+                t.split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(String::from)
+                    .collect()
             }))
             .filter(|(name, _)| !name.starts_with('['))
             .collect();
