@@ -90,11 +90,9 @@ impl App<'_> {
                 Some(l) => l,
                 None => {
                     boot::check_boot_mounted(&self.cli.root, dir)?;
-                    tracing::warn!(
-                        "no boot loader found under {}: boot entries are not written \
-                         (pass --loader and --boot-dir to choose one, or --loader none)",
-                        dir.display()
-                    );
+                    // Said (as a warning) once a changing command goes on
+                    // without entries; see `Ctx::layout`.
+                    tracing::debug!("no boot loader found under {}", dir.display());
                     return Ok(None);
                 }
             },

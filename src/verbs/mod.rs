@@ -69,6 +69,11 @@ impl Ctx<'_> {
         let layout = Layout::from_report(&records, self.vg.as_deref(), self.root)?;
         if let Some(dir) = &self.boot_missing {
             boot::boot_missing(&layout, dir)?;
+            tracing::warn!(
+                "no boot loader found under {}: boot entries are not written (pass --loader \
+                 and --boot-dir to choose one, or --loader none)",
+                dir.display()
+            );
         }
         Ok(layout)
     }
