@@ -542,19 +542,7 @@ fn a_leftover_filling_the_pool_and_mounted_is_cleared_before_admission() {
     // What an older imgbase, killed mid-import, left: a temporary LV that
     // fills the pool past the admission limit and is still mounted, on a
     // mount point of a process that is gone, no journal claiming it.
-    lvm(&[
-        "lvcreate",
-        "-qq",
-        "--type",
-        "thin",
-        "-V",
-        "200M",
-        "-n",
-        "imgbase-tmp-Node-2.0-0",
-        "--addtag",
-        "imgbase:incomplete",
-        &format!("{}/pool", vg.name),
-    ]);
+    vg.thin("imgbase-tmp-Node-2.0-0", 200, &["imgbase:incomplete"]);
     let dev = vg.dev("imgbase-tmp-Node-2.0-0");
     sh("mkfs.ext4", &["-q", "-F", &dev]);
     let dead = std::env::temp_dir().join("imgbase-tar-999999-leftover");

@@ -91,19 +91,21 @@ impl TestVg {
         }
     }
 
+    /// A thin LV of `mib` MiB in the pool, with these tags.
+    pub fn thin(&self, lv: &str, mib: u64, tags: &[&str]) {
+        let size = format!("{mib}M");
+        let pool = format!("{}/pool", self.name);
+        let mut args = vec!["lvcreate", "-qq", "--type", "thin", "-V", &size, "-n", lv];
+        for t in tags {
+            args.extend(["--addtag", t]);
+        }
+        args.push(&pool);
+        lvm(&args);
+    }
+
     /// A thin LV with a filesystem holding a marker file.
     pub fn thin_with_fs(&self, lv: &str, mib: u64, fs: &str) {
-        lvm(&[
-            "lvcreate",
-            "-qq",
-            "--type",
-            "thin",
-            "-V",
-            &format!("{mib}M"),
-            "-n",
-            lv,
-            &format!("{}/pool", self.name),
-        ]);
+        self.thin(lv, mib, &[]);
         let dev = self.dev(lv);
         match fs {
             "xfs" => sh("mkfs.xfs", &["-q", &dev]),
