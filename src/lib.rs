@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod boot;
+pub mod carry;
 pub mod cli;
 pub mod error;
 pub mod image;
