@@ -11,7 +11,10 @@ use clap::CommandFactory;
 use serde::Serialize;
 
 use crate::boot::loader::{self, Boot, Loader};
-use crate::cli::{BaseArgs, BootArgs, Cli, Command, LayerArgs, LayoutArgs};
+use crate::cli::{BaseArgs, BootArgs, Cli, Command, DiffArgs, LayerArgs, LayoutArgs, UpdateArgs};
+use crate::config::Config;
+use crate::plan::carry::{self as carry_step, Report};
+use crate::sys::images::ImageInfo;
 use crate::image::digest::{digest_from_sums, parse_sha256};
 use crate::model::layout::Layout;
 use crate::model::size::parse_size;
@@ -26,7 +29,7 @@ use crate::sys::lock::OpLock;
 use crate::sys::lvm::LvmCli;
 use crate::sys::progress::Progress;
 use crate::verbs::boot::BootView;
-use crate::verbs::{Ctx, base, boot, layer, layout, recover};
+use crate::verbs::{Ctx, base, boot, layer, layout, recover, update};
 
 /// Everything one invocation needs from the system.
 struct App<'a> {
@@ -55,6 +58,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Boot(args) => app.boot(args),
         Command::Check => app.check(),
         Command::Recover => app.recover_verb(),
+        Command::Update(args) => app.update(args),
+        Command::Diff(args) => app.diff(args),
         Command::W => app.w(),
         Command::Docs { out } => write_docs(out),
     }
@@ -145,6 +150,7 @@ impl App<'_> {
             images: &self.images,
             progress: &self.progress,
             boot: boot_exec.as_ref(),
+            trees: Some(&trees),
             journal: Some(&journal),
         })
     }
@@ -277,26 +283,9 @@ impl App<'_> {
         self.with_executor(&ctx, &plan.vg, |x| x.execute(what, &plan))
             .with_context(|| format!("could not {}", plan.summary))?;
         if self.cli.json {
-            #[derive(Serialize)]
-            struct Done<'p> {
-                summary: &'p str,
-                vg: &'p str,
-                created: &'p [String],
-                removed: &'p [String],
-            }
-            print_json(&Done {
-                summary: &plan.summary,
-                vg: &plan.vg,
-                created: &plan.created,
-                removed: &plan.removed,
-            })
+            print_json(&Done::of(&plan, None))
         } else {
-            for lv in &plan.created {
-                println!("Created {lv}");
-            }
-            for lv in &plan.removed {
-                println!("Removed {lv}");
-            }
+            print_done(&plan);
             Ok(())
         }
     }
@@ -434,35 +423,8 @@ impl App<'_> {
         size: Option<u64>,
         a: &BaseArgs,
     ) -> Result<()> {
-        let given = a.sha256.as_deref().map(parse_sha256).transpose()?;
-        let (path, expected) = if is_url(from) {
-            let fetcher = Fetcher {
-                runner: self.runner,
-                cache: self.cli.cache_dir.clone(),
-            };
-            let expected = match given {
-                Some(d) => Some(d),
-                None if a.no_verify => None,
-                None => Some(fetcher.sums_for(from)?),
-            };
-            (fetcher.fetch(from, expected.as_deref())?, expected)
-        } else {
-            let path = PathBuf::from(from);
-            anyhow::ensure!(
-                path.is_file(),
-                "no image file {from}: give the path of an image file or an http(s) URL"
-            );
-            let expected = match given {
-                Some(d) => Some(d),
-                None if a.no_verify => None,
-                None => digest_from_sums(&path)?,
-            };
-            (path, expected)
-        };
-        let info = self
-            .images
-            .inspect(&path, nvr.is_none(), &self.progress)
-            .with_context(|| format!("cannot import {from}"))?;
+        let (info, expected) =
+            self.open_image(from, a.sha256.as_deref(), a.no_verify, nvr.is_none())?;
         self.change("base --add --from", |ctx| {
             base::plan_add_image(
                 &ctx.layout()?,
@@ -476,6 +438,257 @@ impl App<'_> {
                 },
             )
         })
+    }
+
+    /// An image file or URL, fetched (a URL, into the cache), its digest
+    /// to check, and what it is. Nothing changes on the node yet.
+    fn open_image(
+        &self,
+        from: &str,
+        sha256: Option<&str>,
+        no_verify: bool,
+        want_nvr: bool,
+    ) -> Result<(ImageInfo, Option<String>)> {
+        let given = sha256.map(parse_sha256).transpose()?;
+        let (path, expected) = if is_url(from) {
+            let fetcher = Fetcher {
+                runner: self.runner,
+                cache: self.cli.cache_dir.clone(),
+            };
+            let expected = match given {
+                Some(d) => Some(d),
+                None if no_verify => None,
+                None => Some(fetcher.sums_for(from)?),
+            };
+            (fetcher.fetch(from, expected.as_deref())?, expected)
+        } else {
+            let path = PathBuf::from(from);
+            anyhow::ensure!(
+                path.is_file(),
+                "no image file {from}: give the path of an image file or an http(s) URL"
+            );
+            let expected = match given {
+                Some(d) => Some(d),
+                None if no_verify => None,
+                None => digest_from_sums(&path)?,
+            };
+            (path, expected)
+        };
+        let info = self
+            .images
+            .inspect(&path, want_nvr, &self.progress)
+            .with_context(|| format!("cannot read {from}"))?;
+        Ok((info, expected))
+    }
+
+    /// `imgbase update IMAGE`.
+    fn update(&self, a: &UpdateArgs) -> Result<()> {
+        let config = Config::load(&self.cli.config)?;
+        let (info, expected) =
+            self.open_image(&a.image, a.sha256.as_deref(), a.no_verify, a.nvr.is_none())?;
+        let _lock = self.lock("update")?;
+        let mut ctx = self.ctx()?;
+        let recovered = self.recover(&mut ctx, true, false)?;
+        let layout = ctx.layout()?;
+        let req = update::Update {
+            image: base::FromImage {
+                info: &info,
+                nvr: a.nvr.as_deref(),
+                size: None,
+                expected_sha256: expected.as_deref(),
+                allow_delta: !a.no_delta,
+                force: a.force,
+            },
+            force: a.force,
+            keep: config.keep_patterns(),
+            pool_threshold: config.update.pool_threshold,
+            state_dir: &self.cli.state_dir,
+        };
+        let plan = update::plan_update(&layout, ctx.boot.as_ref(), &req)?;
+        if self.cli.dry_run {
+            let (_, from) = update::carried_from(&layout, ctx.boot.as_ref())?;
+            let preview = self.preview(&ctx, &layout, &from.volume.lv, Vendor::Image(&info), &config);
+            return self.print_preview(&recovered, &plan, preview);
+        }
+        self.with_executor(&ctx, &plan.vg, |x| x.execute("update", &plan))
+            .with_context(|| format!("could not {}", plan.summary))?;
+        let layer = plan.created.last().cloned().unwrap_or_default();
+        let path = update::report_path(&self.cli.state_dir, &layer);
+        let report: Option<Report> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if self.cli.json {
+            return print_json(&Done::of(&plan, report.as_ref()));
+        }
+        print_done(&plan);
+        if let Some(r) = &report {
+            print!("{r}");
+            println!("Report saved to {}", path.display());
+        }
+        if ctx.boot.is_some() {
+            println!("{layer} boots by default from the next boot");
+        }
+        Ok(())
+    }
+
+    /// The merge an update to `vendor` would make of `from`'s /etc,
+    /// computed on read-only mounts; an error says why there is none.
+    fn preview(
+        &self,
+        _ctx: &Ctx,
+        layout: &Layout,
+        from: &str,
+        vendor: Vendor,
+        config: &Config,
+    ) -> std::result::Result<Report, String> {
+        let (base, _) = layout.find_layer(from).map_err(|e| e.to_string())?;
+        let ancestor = base.volume.lv.clone();
+        let trees = RealTrees {
+            runner: self.runner,
+            lvm: &self.lvm,
+        };
+        let rules = config.rules();
+        let vg = layout.vg.as_str();
+        let mut out: Option<crate::error::Result<crate::carry::Merge>> = None;
+        let mut with_vendor = |o: &Path, a: &Path| -> std::result::Result<(), String> {
+            match vendor {
+                Vendor::Image(info) => self
+                    .images
+                    .with_root(&info.path, &info.format, &mut |n| {
+                        out = Some(carry_step::merge_trees(o, a, n, &rules));
+                        Ok(())
+                    })
+                    .map_err(|e| e.to_string()),
+                Vendor::Base(b) => trees
+                    .with_tree(vg, b, &mut |n| {
+                        out = Some(carry_step::merge_trees(o, a, n, &rules));
+                        Ok(())
+                    })
+                    .map_err(|e| e.to_string()),
+            }
+        };
+        let mut failed = None;
+        use crate::sys::boot::LayerTrees;
+        trees
+            .with_tree(vg, &ancestor, &mut |o| {
+                trees.with_tree(vg, from, &mut |a| {
+                    if let Err(e) = with_vendor(o, a) {
+                        failed = Some(e);
+                    }
+                    Ok(())
+                })
+            })
+            .map_err(|e| e.to_string())?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let merge = out
+            .ok_or_else(|| "nothing was read".to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok(Report {
+            schema_version: Report::SCHEMA_VERSION,
+            layer: match vendor {
+                Vendor::Image(i) => i.path.display().to_string(),
+                Vendor::Base(b) => b.to_string(),
+            },
+            from: from.into(),
+            ancestor,
+            decisions: merge.decisions,
+            accounts: merge.accounts,
+            ..Report::default()
+        })
+    }
+
+    fn print_preview(
+        &self,
+        recovered: &Recovery,
+        plan: &Plan,
+        preview: std::result::Result<Report, String>,
+    ) -> Result<()> {
+        if self.cli.json {
+            let (etc, why) = match preview {
+                Ok(r) => (Some(r), None),
+                Err(e) => (None, Some(e)),
+            };
+            return print_json(&serde_json::json!({
+                "plan": plan,
+                "etc": etc,
+                "etc_unknown": why,
+            }));
+        }
+        if !recovered.is_empty() {
+            print!("{recovered}");
+        }
+        print!("{plan}");
+        match preview {
+            Ok(r) => print!("{r}"),
+            Err(e) => println!("The /etc decisions are made once the image is written: {e}"),
+        }
+        Ok(())
+    }
+
+    /// `imgbase diff [LAYER] [--against IMAGE|BASE]`.
+    fn diff(&self, a: &DiffArgs) -> Result<()> {
+        let ctx = self.ctx()?;
+        let layout = ctx.layout()?;
+        let view = self.boot_view().ok().flatten();
+        let from = match &a.layer {
+            Some(l) => layout.find_layer(l)?.1.volume.lv.clone(),
+            None => update::carried_from(&layout, view.as_ref())?.1.volume.lv.clone(),
+        };
+        let config = Config::load(&self.cli.config)?;
+        if let Some(against) = &a.against {
+            let report = if layout.base(against).is_some() {
+                self.preview(&ctx, &layout, &from, Vendor::Base(against), &config)
+            } else {
+                let (info, _) = self.open_image(against, None, a.no_verify || !is_url(against), true)?;
+                self.preview(&ctx, &layout, &from, Vendor::Image(&info), &config)
+            }
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("cannot preview an update of {from} to {against}"))?;
+            return if self.cli.json {
+                print_json(&report)
+            } else {
+                print!("{report}");
+                Ok(())
+            };
+        }
+        let (base, _) = layout.find_layer(&from)?;
+        let changes = self.changes(&layout.vg, &base.volume.lv, &from)?;
+        if self.cli.json {
+            return print_json(&changes);
+        }
+        println!("Changes to /etc of {from} against its base {}:", base.volume.lv);
+        for (mark, list) in [("+", &changes.added), ("~", &changes.changed), ("-", &changes.deleted)] {
+            for p in list {
+                println!("{mark} /{}", p.display());
+            }
+        }
+        if changes.added.is_empty() && changes.changed.is_empty() && changes.deleted.is_empty() {
+            println!("(none)");
+        }
+        Ok(())
+    }
+
+    fn changes(&self, vg: &str, base: &str, layer: &str) -> Result<update::Changes> {
+        use crate::sys::boot::LayerTrees;
+        let trees = RealTrees {
+            runner: self.runner,
+            lvm: &self.lvm,
+        };
+        let etc = Path::new("etc");
+        let mut out = None;
+        trees.with_tree(vg, base, &mut |o| {
+            trees.with_tree(vg, layer, &mut |a| {
+                out = Some(
+                    crate::sys::tree::manifest(o, etc)
+                        .and_then(|mo| Ok((mo, crate::sys::tree::manifest(a, etc)?))),
+                );
+                Ok(())
+            })
+        })?;
+        let (mo, ma) = out.context("nothing was read")??;
+        Ok(update::changes(&mo, &ma))
     }
 
     fn export(&self, name: &str, out: &Path) -> Result<()> {
@@ -667,6 +880,45 @@ impl App<'_> {
             println!("{value}");
             Ok(())
         }
+    }
+}
+
+/// The vendor's side of a merge preview.
+#[derive(Clone, Copy)]
+enum Vendor<'a> {
+    Image(&'a ImageInfo),
+    Base(&'a str),
+}
+
+/// What a finished change prints with `--json`.
+#[derive(Serialize)]
+struct Done<'p> {
+    summary: &'p str,
+    vg: &'p str,
+    created: &'p [String],
+    removed: &'p [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<&'p Report>,
+}
+
+impl<'p> Done<'p> {
+    fn of(plan: &'p Plan, report: Option<&'p Report>) -> Self {
+        Done {
+            summary: &plan.summary,
+            vg: &plan.vg,
+            created: &plan.created,
+            removed: &plan.removed,
+            report,
+        }
+    }
+}
+
+fn print_done(plan: &Plan) {
+    for lv in &plan.created {
+        println!("Created {lv}");
+    }
+    for lv in &plan.removed {
+        println!("Removed {lv}");
     }
 }
 

@@ -95,6 +95,16 @@ pub struct Cli {
         value_parser = ["auto", "grub", "grub-bls", "systemd-boot", "none"]
     )]
     pub loader: String,
+    /// imgbase's settings (TOML; a missing file means the defaults)
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = crate::config::DEFAULT_PATH,
+        env = "IMGBASE_CONFIG",
+        hide_short_help = true
+    )]
+    pub config: PathBuf,
     /// The lvm binary (tests point it at a wrapper)
     #[arg(
         long,
@@ -135,6 +145,19 @@ pub enum Command {
     /// leftover kernel folders, stale mounts). Every changing command does
     /// this first; run it alone to see what it does.
     Recover,
+    /// Install a new OS version: a base from IMAGE, a first layer on it
+    /// with the admin's configuration carried over (/etc merged three-way,
+    /// accounts by name, /var), booted by default from the next boot
+    #[command(after_help = "Examples:\n  imgbase update --dry-run /srv/images/node-2.0-0.squashfs\n  \
+                  imgbase update https://images.example.com/node-2.0-0.qcow2\n  \
+                  imgbase update --format liveimg node-2.0-0.squashfs\n  \
+                  imgbase --json update node-2.0-0.tar.zst")]
+    Update(UpdateArgs),
+    /// Show the admin's changes to /etc of a layer (against its base), or
+    /// with --against what an update to IMAGE or BASE would do with them
+    #[command(after_help = "Examples:\n  imgbase diff\n  imgbase diff Node-1.0-0+1 --json\n  \
+                  imgbase diff --against node-2.0-0.squashfs\n  imgbase diff --against Node-2.0-0")]
+    Diff(DiffArgs),
     /// Say which layer the running system is on
     W,
     /// Write the man page and shell completions (for packaging)
@@ -271,4 +294,49 @@ pub struct BootArgs {
     /// every layer], and install grub's /etc/grub.d script
     #[arg(long, value_name = "LAYER", num_args = 0..=1, default_missing_value = "")]
     pub setup: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The new OS image: every kind `base --add --from` takes (a liveimg
+    /// squashfs, an ext4/xfs image, a qemu disk image, a tar root tree, an
+    /// imgbase bundle), or an http(s) URL of one
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// The image's kind; imgbased's `--format liveimg` is taken, and
+    /// every kind is detected whatever is given
+    #[arg(long, value_name = "FORMAT", default_value = "auto",
+          value_parser = ["auto", "liveimg"])]
+    pub format: String,
+    /// Name-Version-Release of the new base [default: recorded in the image]
+    #[arg(long, value_name = "NVR")]
+    pub nvr: Option<String>,
+    /// The image's expected sha256 [default: from the SHA256SUMS beside it]
+    #[arg(long, value_name = "HEX", conflicts_with = "no_verify")]
+    pub sha256: Option<String>,
+    /// Install without a checksum to compare against
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Write the whole image, not just its difference from the newest base
+    #[arg(long)]
+    pub no_delta: bool,
+    /// Install an image of another product, or one not newer than the
+    /// newest base
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The layer [default: the booted one, else the default entry's, else
+    /// the newest]
+    #[arg(value_name = "LAYER")]
+    pub layer: Option<String>,
+    /// Preview an update: what the merge would do with the layer's /etc
+    /// against this image (file or URL) or base
+    #[arg(long, value_name = "IMAGE|BASE")]
+    pub against: Option<String>,
+    /// With --against IMAGE: compare without a checksum to verify
+    #[arg(long, requires = "against")]
+    pub no_verify: bool,
 }

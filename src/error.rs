@@ -29,6 +29,10 @@ pub enum Error {
     Boot(#[from] crate::boot::BootError),
     #[error(transparent)]
     Journal(#[from] crate::plan::journal::JournalError),
+    #[error(transparent)]
+    Tree(#[from] crate::sys::tree::TreeError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("no base or layer named {name} in {vg} (see `imgbase layout`)")]
     UnknownImage { name: String, vg: String },
     #[error("an LV named {name} already exists in {vg}: choose another name")]

@@ -8,6 +8,7 @@ pub mod app;
 pub mod boot;
 pub mod carry;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod image;
 pub mod model;

@@ -271,6 +271,7 @@ fn a_failed_write_removes_the_new_lv() {
         images: &images,
         progress: &Progress::silent(),
         boot: None,
+        trees: None,
         journal: None,
     }
     .execute("test", &p)

@@ -43,6 +43,7 @@ fn run_with_boot(f: &FakeLvm, plan: &Plan, boot: Option<&BootExec>) -> Result<()
         images: &images,
         progress: &Progress::silent(),
         boot,
+        trees: None,
         journal: Some(&journal),
     }
     .execute("test", plan);
@@ -64,6 +65,15 @@ impl LayerTrees for DirTrees {
         f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
     ) -> Result<(), BootError> {
         f(&self.0.join(lv))
+    }
+
+    fn with_writable_tree(
+        &self,
+        vg: &str,
+        lv: &str,
+        f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
+    ) -> Result<(), BootError> {
+        self.with_tree(vg, lv, f)
     }
 
     fn set_oneshot(&self, _boot_dir: &Path, _id: Option<&str>) -> Result<(), BootError> {
@@ -587,6 +597,7 @@ impl BootNode {
             images: &images,
             progress: &Progress::silent(),
             boot: Some(exec),
+            trees: None,
             journal: Some(&self.journal),
         })
     }
@@ -725,6 +736,7 @@ fn crash(n: &BootNode, plan: &Plan, k: usize) {
     let exec = n.exec();
     n.executor(&exec, |x| {
         Executor {
+            trees: None,
             journal: None,
             ..*x
         }

@@ -538,6 +538,37 @@ fn climbs_out(mut depth: usize, target: &[u8]) -> bool {
     false
 }
 
+/// Unpack the `etc/` of a (validated) root archive into `dir`, with
+/// owners, modes and xattrs, for a look at it (`update --dry-run`). The
+/// tar crate's `unpack_in` refuses anything that would land outside
+/// `dir`; a hard link to a file outside `etc/` is skipped.
+pub fn unpack_etc(src: &mut dyn Read, dir: &Path) -> Result<(), ImageError> {
+    let mut archive = tar::Archive::new(src);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(rustix::process::geteuid().is_root());
+    archive.set_unpack_xattrs(true);
+    archive.set_overwrite(true);
+    let bad = |e: io::Error| ImageError::Io {
+        what: "unpack etc/ of",
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let path = entry.path().map_err(bad)?.into_owned();
+        let rel = path.strip_prefix("./").unwrap_or(&path);
+        if !(rel == Path::new("etc") || rel.starts_with("etc/")) {
+            continue;
+        }
+        if let Err(e) = entry.unpack_in(dir)
+            && entry.header().entry_type() != tar::EntryType::Link
+        {
+            return Err(bad(e));
+        }
+    }
+    Ok(())
+}
+
 /// Open a tar (any Compression) as a decompressed, buffered stream.
 pub fn open(path: &Path, compression: Compression) -> io::Result<Box<dyn Read>> {
     let file = BufReader::with_capacity(1 << 20, File::open(path)?);

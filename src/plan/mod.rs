@@ -6,9 +6,11 @@
 //!
 //! Steps belong to a domain, each in its own module with its apply and
 //! inverse: LVM (`lvm`), boot entries (`boot`), images (`image`) and
-//! filesystems and mounts (`files`).
+//! filesystems and mounts (`files`), configuration carried over to a new
+//! layer (`carry`).
 
 mod boot;
+pub mod carry;
 mod files;
 mod image;
 pub mod journal;
@@ -19,13 +21,14 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use boot::BootStep;
+pub use carry::CarryStep;
 pub use files::FilesStep;
 pub use image::ImageStep;
 pub use lvm::LvmStep;
 
 use crate::error::{Error, Result};
 use crate::model::tags;
-use crate::sys::boot::BootExec;
+use crate::sys::boot::{BootExec, LayerTrees};
 use crate::sys::fs::Filesystems;
 use crate::sys::images::Images;
 use crate::sys::lvm::{LvRecord, Lvm, Scope};
@@ -41,6 +44,7 @@ pub enum Step {
     Boot(BootStep),
     Image(ImageStep),
     Files(FilesStep),
+    Carry(CarryStep),
 }
 
 /// How a step is taken back.
@@ -75,7 +79,7 @@ macro_rules! from_domain {
         }
     )*};
 }
-from_domain!(LvmStep => Lvm, BootStep => Boot, ImageStep => Image, FilesStep => Files);
+from_domain!(LvmStep => Lvm, BootStep => Boot, ImageStep => Image, FilesStep => Files, CarryStep => Carry);
 
 /// Calls the same method of whichever domain a step belongs to.
 macro_rules! each {
@@ -85,6 +89,7 @@ macro_rules! each {
             Step::Boot($s) => $e,
             Step::Image($s) => $e,
             Step::Files($s) => $e,
+            Step::Carry($s) => $e,
         }
     };
 }
@@ -100,6 +105,7 @@ impl Step {
             Step::Lvm(s) => s.lv(),
             Step::Image(s) => s.lv(),
             Step::Files(s) => s.lv(),
+            Step::Carry(s) => s.lv(),
             Step::Boot(_) => None,
         }
     }
@@ -117,6 +123,7 @@ impl Step {
             Step::Boot(s) => s.apply(sys),
             Step::Image(s) => s.apply(sys),
             Step::Files(s) => s.apply(sys),
+            Step::Carry(s) => s.apply(sys),
         }
     }
 }
@@ -261,6 +268,9 @@ pub struct Executor<'a> {
     /// None when boot entries are not managed (`--loader none`, or no
     /// loader found); plans then hold no boot steps.
     pub boot: Option<&'a BootExec<'a>>,
+    /// Layers' trees, mounted for the steps that read or write inside a
+    /// layer (carrying configuration over); None where no plan has such.
+    pub trees: Option<&'a dyn LayerTrees>,
     /// Where plans are written before they run; None only in unit tests.
     pub journal: Option<&'a Journal>,
 }

@@ -24,6 +24,14 @@ pub trait LayerTrees {
         lv: &str,
         f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
     ) -> Result<(), BootError>;
+    /// Run `f` on the tree of `vg/lv` mounted read-write (a new layer the
+    /// running plan made).
+    fn with_writable_tree(
+        &self,
+        vg: &str,
+        lv: &str,
+        f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
+    ) -> Result<(), BootError>;
     /// Set (or clear) systemd-boot's one-shot entry.
     fn set_oneshot(&self, boot_dir: &Path, id: Option<&str>) -> Result<(), BootError>;
 }
@@ -38,11 +46,14 @@ fn tool(e: impl std::fmt::Display) -> BootError {
     BootError::Tool(e.to_string())
 }
 
-impl LayerTrees for RealTrees<'_> {
-    fn with_tree(
+impl RealTrees<'_> {
+    /// Where `vg/lv` is mounted already (the running root), else mounted
+    /// with `options` for the time of `f`.
+    fn mounted(
         &self,
         vg: &str,
         lv: &str,
+        options: &str,
         f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
     ) -> Result<(), BootError> {
         let dev = format!("/dev/{vg}/{lv}");
@@ -56,12 +67,31 @@ impl LayerTrees for RealTrees<'_> {
             return f(&dir);
         }
         let dir = temp_mount_point("imgbase-layer-").map_err(io_at(&std::env::temp_dir()))?;
-        // A layer is untrusted: nothing on it runs or acts as a device.
-        let m =
-            Mounted::new(self.runner, &dev, dir.path(), "ro,nodev,nosuid,noexec").map_err(tool)?;
+        let m = Mounted::new(self.runner, &dev, dir.path(), options).map_err(tool)?;
         let result = f(m.path());
         m.unmount().map_err(tool)?;
         result
+    }
+}
+
+impl LayerTrees for RealTrees<'_> {
+    fn with_tree(
+        &self,
+        vg: &str,
+        lv: &str,
+        f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
+    ) -> Result<(), BootError> {
+        // A layer is untrusted: nothing on it runs or acts as a device.
+        self.mounted(vg, lv, "ro,nodev,nosuid,noexec", f)
+    }
+
+    fn with_writable_tree(
+        &self,
+        vg: &str,
+        lv: &str,
+        f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
+    ) -> Result<(), BootError> {
+        self.mounted(vg, lv, "rw,nodev,nosuid,noexec", f)
     }
 
     fn set_oneshot(&self, boot_dir: &Path, id: Option<&str>) -> Result<(), BootError> {

@@ -90,11 +90,50 @@ pub trait Images {
     ) -> Result<WriteStats, ImagesError>;
     /// Grow the filesystem on `device` to the size of the device.
     fn grow(&self, device: &str, fs: &str) -> Result<(), ImagesError>;
+    /// Run `f` on the root tree inside an inspected image, read-only,
+    /// without writing it anywhere (for previews such as `update
+    /// --dry-run`). A tar archive gives only its `etc/`. Formats that
+    /// must be converted first are refused with [`ImagesError::Invalid`].
+    fn with_root(
+        &self,
+        image: &Path,
+        format: &Format,
+        f: &mut dyn FnMut(&Path) -> Result<(), ImagesError>,
+    ) -> Result<(), ImagesError> {
+        let _ = (image, f);
+        Err(ImagesError::Invalid(format!(
+            "the tree inside {} is known only once it is written: import it first              (`imgbase base --add --from`) and compare against that base",
+            describe(format)
+        )))
+    }
 }
 
 /// The filesystem name [`Images::grow`] takes for "probe the device first"
 /// (a disk image whose whole disk may be a filesystem).
 pub const PROBE_FS: &str = "auto";
+
+/// The trait's defaults alone: formats without a readable tree.
+struct NoRoot;
+
+impl Images for NoRoot {
+    fn inspect(&self, _: &Path, _: bool, _: &Progress) -> Result<ImageInfo, ImagesError> {
+        unreachable!("only with_root is used")
+    }
+    fn fill(
+        &self,
+        _: &str,
+        _: &Path,
+        _: &Format,
+        _: u64,
+        _: FillMode,
+        _: &Progress,
+    ) -> Result<WriteStats, ImagesError> {
+        unreachable!("only with_root is used")
+    }
+    fn grow(&self, _: &str, _: &str) -> Result<(), ImagesError> {
+        unreachable!("only with_root is used")
+    }
+}
 
 /// Where imgbased-built images record their NVR.
 pub const NVR_FILE: &str = "usr/share/imgbase/build/meta/nvr";
@@ -556,6 +595,42 @@ impl Images for RealImages<'_> {
     ) -> Result<WriteStats, ImagesError> {
         self.recall(image, |file, access| {
             self.fill_open(device, file, access, image, format, size, mode, progress)
+        })
+    }
+
+    fn with_root(
+        &self,
+        image: &Path,
+        format: &Format,
+        f: &mut dyn FnMut(&Path) -> Result<(), ImagesError>,
+    ) -> Result<(), ImagesError> {
+        self.recall(image, |file, access| match format {
+            Format::Filesystem { fs } => {
+                let dir = tempdir("imgbase-img-")?;
+                let (m, _dev) = self.mount_file(file, image, dir.path(), fs)?;
+                let out = f(m.path());
+                m.unmount()?;
+                out
+            }
+            Format::Squashfs => self.with_liveimg(file, image, |inner, shown, fs| {
+                let dir = tempdir("imgbase-img-")?;
+                let (m, _dev) = self.mount_file(inner, shown, dir.path(), fs)?;
+                let out = f(m.path());
+                m.unmount()?;
+                out
+            }),
+            Format::Tar { compression } => {
+                std::fs::create_dir_all(&self.work_dir)
+                    .map_err(io(format!("creating {}", self.work_dir.display())))?;
+                let dir = tempfile::Builder::new()
+                    .prefix("imgbase-etc-")
+                    .tempdir_in(&self.work_dir)
+                    .map_err(io(format!("a directory in {}", self.work_dir.display())))?;
+                let mut r = tarball::open(access, *compression).map_err(io("opening the tar"))?;
+                tarball::unpack_etc(&mut r, dir.path())?;
+                f(dir.path())
+            }
+            other => Images::with_root(&NoRoot, image, other, f),
         })
     }
 
