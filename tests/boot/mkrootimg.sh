@@ -5,18 +5,23 @@
 #   - /etc/kernel/cmdline: the node's own kernel arguments, which imgbase puts in every entry;
 #   - the NVR file imgbase reads; a one-shot service that prints a report to the serial
 #     console at boot (cmdline, findmnt /, the layer marker) and powers off.
-#   mkrootimg.sh ROOTFS_DIR IMAGE
+#   mkrootimg.sh ROOTFS_DIR IMAGE [NVR]   (NVR default Node-1.0-0; its version goes into
+#   /etc/imgbase-test-version, the vendor's file the report prints)
 set -euo pipefail
-R=${1:?usage: mkrootimg.sh ROOTFS_DIR IMAGE}
-IMG=${2:?usage: mkrootimg.sh ROOTFS_DIR IMAGE}
+R=${1:?usage: mkrootimg.sh ROOTFS_DIR IMAGE [NVR]}
+IMG=${2:?usage: mkrootimg.sh ROOTFS_DIR IMAGE [NVR]}
+NVR=${3:-Node-1.0-0}
 KVER=$(ls "$R/lib/modules" | sort -V | tail -1)
-cat > "$R/etc/dracut.conf.d/10-node.conf" <<'C'
+# Written only when it changes: its mtime decides whether the initramfs is rebuilt.
+CONF=$(cat <<'C'
 hostonly="no"
 add_dracutmodules+=" lvm "
 omit_dracutmodules+=" crypt nvdimm overlay-root lunmask resume virtiofs kernel-modules-extra terminfo qemu "
 drivers+=" virtio_pci virtio_blk virtio_scsi sd_mod ahci ext4 dm_mod dm_thin_pool dm_snapshot "
 compress="zstd"
 C
+)
+[ "$(cat "$R/etc/dracut.conf.d/10-node.conf" 2>/dev/null)" = "$CONF" ] || echo "$CONF" > "$R/etc/dracut.conf.d/10-node.conf"
 if [ ! -s "$R/boot/initrd.img-$KVER" ] || [ "$R/etc/dracut.conf.d/10-node.conf" -nt "$R/boot/initrd.img-$KVER" ]; then
   unbind() { for m in dev sys proc; do umount "$R/$m" 2>/dev/null || true; done; }
   trap unbind EXIT
@@ -30,7 +35,8 @@ echo node > "$R/etc/hostname"
 mkdir -p "$R/etc/kernel"
 echo "console=ttyS0 mitigations=off rw rd.udev.log_level=3 systemd.show_status=0" > "$R/etc/kernel/cmdline"
 mkdir -p "$R/usr/share/imgbase/build/meta"
-echo Node-1.0-0 > "$R/usr/share/imgbase/build/meta/nvr"
+echo "$NVR" > "$R/usr/share/imgbase/build/meta/nvr"
+echo "$NVR" | cut -d- -f2 > "$R/etc/imgbase-test-version"
 cat > "$R/usr/local/sbin/node-boot-report" <<'S'
 #!/bin/sh
 # Printed on the serial console for tests/boot/run, then a forced power-off (a clean
@@ -40,6 +46,7 @@ echo "BOOT-REPORT-BEGIN"
 echo "cmdline: $(cat /proc/cmdline)"
 echo "findmnt: $(findmnt -n -o SOURCE,FSTYPE,OPTIONS /)"
 echo "marker: $(cat /etc/imgbase-test-layer 2>/dev/null)"
+echo "version: $(cat /etc/imgbase-test-version 2>/dev/null)"
 echo "BOOT-REPORT-END"
 } > /dev/ttyS0 2>&1
 sync
