@@ -67,6 +67,8 @@ fn node() -> FakeLvm {
         f.snapshot("HostVG", base, layer, &["imgbased:layer".into()])
             .unwrap();
     }
+    f.change_tags("HostVG", "Node-1.0-0+1", &["imgbase:pinned".into()], &[])
+        .unwrap();
     f.add_thin("Gone-0.9-0+1", 4 * GIB, &["imgbased:layer"]);
     f.add_thin("imgbase-tmp-Node-2.0-0", 4 * GIB, &["imgbase:incomplete"]);
     f.add_thin("swap", GIB, &[]);

@@ -105,6 +105,8 @@ pub struct Layer {
     #[serde(flatten)]
     pub volume: Volume,
     pub booted: bool,
+    /// Tagged `imgbase:pinned`: `imgbase gc` keeps it and its base.
+    pub pinned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -251,6 +253,7 @@ impl Layout {
                 }),
                 Ok(ImageName::Layer(name)) => layers.push(Layer {
                     booted: booted.as_deref() == Some(r.name.as_str()),
+                    pinned: r.has_tag(tags::PINNED),
                     name,
                     volume: Volume::from_record(r),
                 }),
