@@ -7,6 +7,7 @@ pub mod boot;
 pub mod layer;
 pub mod layout;
 pub mod recover;
+pub mod rollback;
 
 use crate::error::{Error, Result};
 use crate::model::layout::Layout;
