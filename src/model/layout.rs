@@ -150,6 +150,10 @@ pub struct Layout {
     /// Every LV name in the VG, tagged or not (names must not collide).
     #[serde(skip)]
     pub all_names: Vec<String>,
+    /// LVs tagged `imgbased:init` or `imgbased:volume`: never removed,
+    /// whatever other tags they carry.
+    #[serde(skip)]
+    pub never_removed: Vec<String>,
 }
 
 impl Layout {
@@ -281,6 +285,11 @@ impl Layout {
             init_lv,
             incomplete,
             all_names: lvs.iter().map(|r| r.name.clone()).collect(),
+            never_removed: lvs
+                .iter()
+                .filter(|r| r.has_tag(tags::INIT) || r.has_tag(tags::VOLUME))
+                .map(|r| r.name.clone())
+                .collect(),
         })
     }
 

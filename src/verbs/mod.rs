@@ -4,6 +4,7 @@
 
 pub mod base;
 pub mod boot;
+pub mod gc;
 pub mod layer;
 pub mod layout;
 pub mod recover;
