@@ -11,7 +11,9 @@ use clap::CommandFactory;
 use serde::Serialize;
 
 use crate::boot::loader::{self, Boot, Loader};
-use crate::cli::{BaseArgs, BootArgs, Cli, Command, LayerArgs, LayoutArgs};
+use crate::cli::{
+    BaseArgs, BootArgs, CheckArgs, Cli, Command, GcArgs, LayerArgs, LayoutArgs, RollbackArgs,
+};
 use crate::image::digest::{digest_from_sums, parse_sha256};
 use crate::model::layout::Layout;
 use crate::model::size::parse_size;
@@ -26,7 +28,7 @@ use crate::sys::lock::OpLock;
 use crate::sys::lvm::LvmCli;
 use crate::sys::progress::Progress;
 use crate::verbs::boot::BootView;
-use crate::verbs::{Ctx, base, boot, layer, layout, recover};
+use crate::verbs::{Ctx, base, boot, gc, layer, layout, recover, rollback};
 
 /// Everything one invocation needs from the system.
 struct App<'a> {
@@ -53,9 +55,12 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Base(args) => app.base(args),
         Command::Layer(args) => app.layer(args),
         Command::Boot(args) => app.boot(args),
-        Command::Check => app.check(),
+        Command::Check(args) => app.check(args),
         Command::Recover => app.recover_verb(),
         Command::W => app.w(),
+        Command::Rollback(args) => app.rollback(args),
+        Command::Gc(args) => app.gc(args),
+        Command::Motd(args) => app.motd(args),
         Command::Docs { out } => write_docs(out),
     }
 }
@@ -523,6 +528,16 @@ impl App<'_> {
                 layer::plan_remove(&ctx.layout()?, ctx.boot.as_ref(), name)
             });
         }
+        if let Some(name) = &a.pin {
+            return self.change("layer --pin", |ctx| {
+                layer::plan_pin(&ctx.layout()?, name, true)
+            });
+        }
+        if let Some(name) = &a.unpin {
+            return self.change("layer --unpin", |ctx| {
+                layer::plan_pin(&ctx.layout()?, name, false)
+            });
+        }
         let l = self.read()?;
         if let Some(name) = &a.volume_path {
             return self.print_name("path", &layer::volume_path(&l, name)?);
@@ -584,13 +599,18 @@ impl App<'_> {
         Ok(())
     }
 
-    fn check(&self) -> Result<()> {
+    /// What `check` and `motd` report: one check, two ways of saying it.
+    fn check_report(&self, a: &CheckArgs) -> Result<boot::CheckReport> {
         let l = self.read()?;
         let view = self.boot_view()?;
         if view.is_none() && self.cli.loader == "auto" {
             boot::boot_missing(&l, &self.cli.boot_dir)?;
         }
-        let mut r = boot::check(&l, view.as_ref())?;
+        let opts = boot::CheckOptions {
+            pool_threshold: a.pool_threshold,
+            root: Some(&self.cli.root),
+        };
+        let mut r = boot::check_with(&l, view.as_ref(), &opts)?;
         r.unfinished_operations = self
             .journal()
             .unfinished(Some(&l.vg))?
@@ -607,6 +627,11 @@ impl App<'_> {
                 )
             })
             .collect();
+        Ok(r)
+    }
+
+    fn check(&self, a: &CheckArgs) -> Result<()> {
+        let r = self.check_report(a)?;
         if self.cli.json {
             print_json(&r)?;
         } else {
@@ -637,6 +662,28 @@ impl App<'_> {
             );
             show("unfinished LV", r.incomplete_lvs.clone());
             show("unfinished operation", r.unfinished_operations.clone());
+            show(
+                "thin pool above the threshold",
+                r.pool_over_threshold
+                    .iter()
+                    .map(|what| {
+                        let pct = if what == "data" {
+                            r.pool_data_percent
+                        } else {
+                            r.pool_metadata_percent
+                        };
+                        format!(
+                            "{what} {pct:.1}% used (threshold {}%): remove old bases with \
+                             `imgbase gc` or grow the pool with `lvextend`",
+                            r.pool_threshold
+                        )
+                    })
+                    .collect(),
+            );
+            show("layer whose base LV is gone", r.layers_without_base.clone());
+            for c in &r.update_conflicts {
+                println!("problem: {}", boot::describe_conflict(c));
+            }
         }
         let n = r.problems();
         anyhow::ensure!(
@@ -648,6 +695,58 @@ impl App<'_> {
             println!("no problems found");
         }
         Ok(())
+    }
+
+    /// `imgbase motd`: the check as one line; never fails a login script.
+    fn motd(&self, a: &CheckArgs) -> Result<()> {
+        let (line, report) = match self.check_report(a) {
+            Ok(r) => (r.motd_line(), Some(r)),
+            Err(e) => {
+                let msg = e
+                    .chain()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                (format!("imgbase: UNKNOWN: {msg}"), None)
+            }
+        };
+        if self.cli.json {
+            #[derive(Serialize)]
+            struct Motd<'a> {
+                line: &'a str,
+                status: &'static str,
+                problems: Option<usize>,
+            }
+            let problems = report.as_ref().map(boot::CheckReport::problems);
+            print_json(&Motd {
+                line: &line,
+                status: match problems {
+                    None => "unknown",
+                    Some(0) => "ok",
+                    Some(_) => "degraded",
+                },
+                problems,
+            })
+        } else {
+            println!("{line}");
+            Ok(())
+        }
+    }
+
+    fn rollback(&self, a: &RollbackArgs) -> Result<()> {
+        self.change_with("rollback", true, |ctx| {
+            let view = ctx
+                .boot
+                .as_ref()
+                .ok_or_else(|| crate::error::Error::Refused(no_loader(&self.cli.boot_dir)))?;
+            rollback::plan_rollback(&ctx.layout()?, view, a.to.as_deref())
+        })
+    }
+
+    fn gc(&self, a: &GcArgs) -> Result<()> {
+        self.change_with("gc", true, |ctx| {
+            gc::plan_gc(&ctx.layout()?, ctx.boot.as_ref(), a.keep)
+        })
     }
 
     fn w(&self) -> Result<()> {
