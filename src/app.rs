@@ -11,7 +11,10 @@ use clap::CommandFactory;
 use serde::Serialize;
 
 use crate::boot::loader::{self, Boot, Loader};
-use crate::cli::{BaseArgs, BootArgs, Cli, Command, DiffArgs, LayerArgs, LayoutArgs, UpdateArgs};
+use crate::cli::{
+    BaseArgs, BootArgs, CheckArgs, Cli, Command, DiffArgs, GcArgs, LayerArgs, LayoutArgs,
+    RollbackArgs, UpdateArgs,
+};
 use crate::config::Config;
 use crate::plan::carry::{self as carry_step, Report};
 use crate::sys::images::ImageInfo;
@@ -29,7 +32,7 @@ use crate::sys::lock::OpLock;
 use crate::sys::lvm::LvmCli;
 use crate::sys::progress::Progress;
 use crate::verbs::boot::BootView;
-use crate::verbs::{Ctx, base, boot, layer, layout, recover, update};
+use crate::verbs::{Ctx, base, boot, gc, layer, layout, recover, rollback, update};
 
 /// Everything one invocation needs from the system.
 struct App<'a> {
@@ -56,11 +59,14 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Base(args) => app.base(args),
         Command::Layer(args) => app.layer(args),
         Command::Boot(args) => app.boot(args),
-        Command::Check => app.check(),
+        Command::Check(args) => app.check(args),
         Command::Recover => app.recover_verb(),
         Command::Update(args) => app.update(args),
         Command::Diff(args) => app.diff(args),
         Command::W => app.w(),
+        Command::Rollback(args) => app.rollback(args),
+        Command::Gc(args) => app.gc(args),
+        Command::Motd(args) => app.motd(args),
         Command::Docs { out } => write_docs(out),
     }
 }
@@ -502,6 +508,7 @@ impl App<'_> {
             force: a.force,
             keep: config.keep_patterns(),
             pool_threshold: config.update.pool_threshold,
+            bases_to_keep: config.update.bases_to_keep,
             state_dir: &self.cli.state_dir,
         };
         let plan = update::plan_update(&layout, ctx.boot.as_ref(), &req)?;
@@ -736,6 +743,16 @@ impl App<'_> {
                 layer::plan_remove(&ctx.layout()?, ctx.boot.as_ref(), name)
             });
         }
+        if let Some(name) = &a.pin {
+            return self.change("layer --pin", |ctx| {
+                layer::plan_pin(&ctx.layout()?, name, true)
+            });
+        }
+        if let Some(name) = &a.unpin {
+            return self.change("layer --unpin", |ctx| {
+                layer::plan_pin(&ctx.layout()?, name, false)
+            });
+        }
         let l = self.read()?;
         if let Some(name) = &a.volume_path {
             return self.print_name("path", &layer::volume_path(&l, name)?);
@@ -797,13 +814,22 @@ impl App<'_> {
         Ok(())
     }
 
-    fn check(&self) -> Result<()> {
+    /// What `check` and `motd` report: one check, two ways of saying it.
+    fn check_report(&self, a: &CheckArgs) -> Result<boot::CheckReport> {
         let l = self.read()?;
         let view = self.boot_view()?;
         if view.is_none() && self.cli.loader == "auto" {
             boot::boot_missing(&l, &self.cli.boot_dir)?;
         }
-        let mut r = boot::check(&l, view.as_ref())?;
+        let pool_threshold = match a.pool_threshold {
+            Some(p) => p,
+            None => Config::load(&self.cli.config)?.update.pool_threshold,
+        };
+        let opts = boot::CheckOptions {
+            pool_threshold,
+            root: Some(&self.cli.root),
+        };
+        let mut r = boot::check_with(&l, view.as_ref(), &opts)?;
         r.unfinished_operations = self
             .journal()
             .unfinished(Some(&l.vg))?
@@ -820,6 +846,11 @@ impl App<'_> {
                 )
             })
             .collect();
+        Ok(r)
+    }
+
+    fn check(&self, a: &CheckArgs) -> Result<()> {
+        let r = self.check_report(a)?;
         if self.cli.json {
             print_json(&r)?;
         } else {
@@ -850,6 +881,28 @@ impl App<'_> {
             );
             show("unfinished LV", r.incomplete_lvs.clone());
             show("unfinished operation", r.unfinished_operations.clone());
+            show(
+                "thin pool above the threshold",
+                r.pool_over_threshold
+                    .iter()
+                    .map(|what| {
+                        let pct = if what == "data" {
+                            r.pool_data_percent
+                        } else {
+                            r.pool_metadata_percent
+                        };
+                        format!(
+                            "{what} {pct:.1}% used (threshold {}%): remove old bases with \
+                             `imgbase gc` or grow the pool with `lvextend`",
+                            r.pool_threshold
+                        )
+                    })
+                    .collect(),
+            );
+            show("layer whose base LV is gone", r.layers_without_base.clone());
+            for c in &r.update_conflicts {
+                println!("problem: {}", boot::describe_conflict(c));
+            }
         }
         let n = r.problems();
         anyhow::ensure!(
@@ -861,6 +914,62 @@ impl App<'_> {
             println!("no problems found");
         }
         Ok(())
+    }
+
+    /// `imgbase motd`: the check as one line; never fails a login script.
+    fn motd(&self, a: &CheckArgs) -> Result<()> {
+        let (line, report) = match self.check_report(a) {
+            Ok(r) => (r.motd_line(), Some(r)),
+            Err(e) => {
+                let msg = e
+                    .chain()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                (format!("imgbase: UNKNOWN: {msg}"), None)
+            }
+        };
+        if self.cli.json {
+            #[derive(Serialize)]
+            struct Motd<'a> {
+                line: &'a str,
+                status: &'static str,
+                problems: Option<usize>,
+            }
+            let problems = report.as_ref().map(boot::CheckReport::problems);
+            print_json(&Motd {
+                line: &line,
+                status: match problems {
+                    None => "unknown",
+                    Some(0) => "ok",
+                    Some(_) => "degraded",
+                },
+                problems,
+            })
+        } else {
+            println!("{line}");
+            Ok(())
+        }
+    }
+
+    fn rollback(&self, a: &RollbackArgs) -> Result<()> {
+        self.change_with("rollback", true, |ctx| {
+            let view = ctx
+                .boot
+                .as_ref()
+                .ok_or_else(|| crate::error::Error::Refused(no_loader(&self.cli.boot_dir)))?;
+            rollback::plan_rollback(&ctx.layout()?, view, a.to.as_deref())
+        })
+    }
+
+    fn gc(&self, a: &GcArgs) -> Result<()> {
+        let keep = match a.keep {
+            Some(k) => k,
+            None => Config::load(&self.cli.config)?.update.bases_to_keep,
+        };
+        self.change_with("gc", true, |ctx| {
+            gc::plan_gc(&ctx.layout()?, ctx.boot.as_ref(), keep)
+        })
     }
 
     fn w(&self) -> Result<()> {

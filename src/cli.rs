@@ -137,9 +137,13 @@ pub enum Command {
     /// List, choose and (re)write the layers' boot entries
     Boot(BootArgs),
     /// Report boot entries without LVs, layers without entries, orphan
-    /// files under /boot/imgbase, unfinished LVs and operations (exit 1 if
-    /// any)
-    Check,
+    /// files under /boot/imgbase, unfinished LVs and operations, a thin
+    /// pool fuller than --pool-threshold, layers whose base is gone and
+    /// unresolved update conflicts (/etc/*.imgnew) (exit 1 if any)
+    #[command(
+        after_help = "Examples:\n  imgbase check\n  imgbase --json check --pool-threshold 90"
+    )]
+    Check(CheckArgs),
     /// Finish or undo an operation a crash or a kill interrupted, and
     /// clear what no operation claims (temporary LVs, unfinished tags,
     /// leftover kernel folders, stale mounts). Every changing command does
@@ -160,6 +164,18 @@ pub enum Command {
     Diff(DiffArgs),
     /// Say which layer the running system is on
     W,
+    /// Boot the previous layer (or --to LAYER) by default from now on
+    #[command(
+        after_help = "Examples:\n  imgbase rollback\n  imgbase --dry-run rollback --to Node-1.0-0+1"
+    )]
+    Rollback(RollbackArgs),
+    /// Remove old bases and their layers, keeping the newest --keep bases
+    /// and any base whose layer is booted, the default, next or pinned
+    #[command(after_help = "Examples:\n  imgbase --dry-run gc\n  imgbase gc --keep 3")]
+    Gc(GcArgs),
+    /// Print one status line for a login banner (always exits 0)
+    #[command(after_help = "Examples:\n  imgbase motd\n  imgbase --json motd")]
+    Motd(CheckArgs),
     /// Write the man page and shell completions (for packaging)
     #[command(hide = true)]
     Docs {
@@ -255,7 +271,8 @@ pub struct BaseArgs {
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("what").required(true)
-    .args(["add", "remove", "latest", "current", "volume_path"])))]
+    .args(["add", "remove", "latest", "current", "volume_path", "pin", "unpin"])))]
+#[command(after_help = "Examples:\n  imgbase layer --add\n  imgbase layer --pin Node-1.0-0+1")]
 pub struct LayerArgs {
     /// Add a layer on BASE or LAYER [default: on the newest base]
     #[arg(long, value_name = "BASE|LAYER", num_args = 0..=1, default_missing_value = "")]
@@ -272,6 +289,12 @@ pub struct LayerArgs {
     /// Print the device path of a layer
     #[arg(long, value_name = "LAYER")]
     pub volume_path: Option<String>,
+    /// Pin a layer: `imgbase gc` keeps it and its base
+    #[arg(long, value_name = "LAYER")]
+    pub pin: Option<String>,
+    /// Unpin a layer pinned with --pin
+    #[arg(long, value_name = "LAYER")]
+    pub unpin: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -339,4 +362,42 @@ pub struct DiffArgs {
     /// With --against IMAGE: compare without a checksum to verify
     #[arg(long, requires = "against")]
     pub no_verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Thin pool data or metadata usage (percent) above which it is a
+    /// problem [default: update.pool_threshold in imgbase.conf, else 80]
+    #[arg(long, value_name = "PERCENT", value_parser = percent)]
+    pub pool_threshold: Option<f64>,
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s} is not a percentage from 0 to 100")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The layer to boot by default [default: the one before the current
+    /// default, oldest base first]
+    #[arg(long, value_name = "LAYER")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// How many of the newest bases to keep (at least 1) [default:
+    /// update.bases_to_keep in imgbase.conf, else 2]
+    #[arg(long, value_name = "N", value_parser = keep_count)]
+    pub keep: Option<usize>,
+}
+
+fn keep_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s} is not a number of bases of at least 1")),
+    }
 }

@@ -21,8 +21,8 @@ use serde::Deserialize;
 use crate::carry::rules::{DEFAULT_KEEP, Rules};
 
 pub const DEFAULT_PATH: &str = "/etc/imgbase/imgbase.conf";
-pub const DEFAULT_POOL_THRESHOLD: f64 = 80.0;
-pub const DEFAULT_BASES_TO_KEEP: usize = 2;
+pub use crate::verbs::boot::DEFAULT_POOL_THRESHOLD;
+pub use crate::verbs::gc::DEFAULT_KEEP_BASES;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,7 +48,7 @@ fn pool_threshold() -> f64 {
 }
 
 fn bases_to_keep() -> usize {
-    DEFAULT_BASES_TO_KEEP
+    DEFAULT_KEEP_BASES
 }
 
 impl Default for Update {
@@ -57,7 +57,7 @@ impl Default for Update {
             keep: None,
             keep_also: Vec::new(),
             pool_threshold: DEFAULT_POOL_THRESHOLD,
-            bases_to_keep: DEFAULT_BASES_TO_KEEP,
+            bases_to_keep: DEFAULT_KEEP_BASES,
         }
     }
 }

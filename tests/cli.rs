@@ -422,3 +422,165 @@ fn dry_run_export_writes_nothing() {
         .code(1)
         .stderr(predicate::str::contains("Nope-1-0"));
 }
+
+#[test]
+fn new_verbs_reject_bad_arguments_with_usage_errors() {
+    let node = FakeNode::new();
+    let cases: &[&[&str]] = &[
+        &["gc", "--keep", "0"],
+        &["gc", "--keep", "two"],
+        &["check", "--pool-threshold", "101"],
+        &["motd", "--pool-threshold", "-1"],
+        &["layer", "--pin"],
+        &["layer", "--pin", "Node-2-0+1", "--unpin", "Node-2-0+1"],
+        &["layer", "--pin", "Node-2-0+1", "--remove", "Node-2-0+1"],
+        &["rollback", "--to"],
+        &["rollback", "Node-2-0+1"],
+    ];
+    for args in cases {
+        let out = node.cmd().args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    }
+    assert!(node.calls().is_empty(), "{:?}", node.calls());
+    // Each new verb documents an example.
+    for verb in ["rollback", "gc", "motd", "check", "layer"] {
+        node.cmd()
+            .args([verb, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Examples:\n  imgbase"));
+    }
+}
+
+#[test]
+fn pin_and_gc_dry_runs_print_their_plans() {
+    let node = FakeNode::new();
+    node.cmd()
+        .args(["--dry-run", "layer", "--pin", "Node-2-0+1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Plan: pin layer Node-2-0+1"))
+        .stdout(predicate::str::contains(
+            "1. tag Node-2-0+1 +imgbase:pinned",
+        ));
+    // Three bases, keep 2: the oldest goes with its layer; the init LV
+    // never.
+    let out = node.cmd().args(["--dry-run", "gc"]).output().unwrap();
+    assert!(out.status.success());
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("remove Node-1.0-0+1\n") && plan.contains("remove Node-1.0-0\n"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("root") && !plan.contains("Node-2-0"),
+        "{plan}"
+    );
+    let out = node
+        .cmd()
+        .args(["--dry-run", "--json", "gc", "--keep", "3"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"].as_array().unwrap().len(), 0);
+    assert!(
+        v["summary"].as_str().unwrap().contains("nothing to do"),
+        "{v}"
+    );
+    assert!(node.calls().iter().all(|c| c.starts_with("lvs ")));
+}
+
+#[test]
+fn rollback_needs_the_boot_entries() {
+    let node = FakeNode::new();
+    node.cmd()
+        .args(["rollback"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no boot loader found"));
+    // With the entries: Node-2-0+1 has one; Node-1.0-0+1 (before it) not.
+    let b = boot_dir();
+    let boot = |args: &[&str]| {
+        let mut c = node.cmd();
+        c.args(["--loader", "grub", "--boot-dir", b.path().to_str().unwrap()])
+            .args(args);
+        c
+    };
+    boot(&["boot", "--set-default", "Node-2-0+1"])
+        .assert()
+        .success();
+    boot(&["rollback", "--to", "Node-2-0+1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("already the default"));
+    boot(&["rollback"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "layer Node-1.0-0+1 has no boot entry",
+        ));
+}
+
+#[test]
+fn motd_is_one_line_and_never_fails() {
+    let node = FakeNode::new();
+    let root = tempfile::tempdir().unwrap();
+    // The fixture's pool: 25% data, 4% metadata; not booted from a layer.
+    node.cmd()
+        .args(["--root", root.path().to_str().unwrap(), "motd"])
+        .assert()
+        .success()
+        .stdout("imgbase: OK: not running from a layer, pool 25% data, 4% metadata\n");
+    node.cmd()
+        .args([
+            "--root",
+            root.path().to_str().unwrap(),
+            "motd",
+            "--pool-threshold",
+            "20",
+        ])
+        .assert()
+        .success()
+        .stdout("imgbase: DEGRADED: 1 problem (run imgbase check)\n");
+    // The same check exits 1 and names the problem.
+    node.cmd()
+        .args([
+            "--root",
+            root.path().to_str().unwrap(),
+            "check",
+            "--pool-threshold",
+            "20",
+        ])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "problem: thin pool above the threshold: data 25.0% used (threshold 20%)",
+        ));
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(root.path().join("etc/hosts.imgnew"), "").unwrap();
+    node.cmd()
+        .args(["--root", root.path().to_str().unwrap(), "check"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "problem: unresolved update conflict: /etc/hosts.imgnew (compare with /etc/hosts, \
+             then remove it)",
+        ));
+    let out = node
+        .cmd()
+        .args(["--root", root.path().to_str().unwrap(), "--json", "motd"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["problems"], 1);
+    // No LVM to ask (as for a user without rights): still exit 0.
+    node.cmd()
+        .env("IMGBASE_LVM", "/bin/false")
+        .args(["--root", root.path().to_str().unwrap(), "motd"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("imgbase: UNKNOWN: "));
+}

@@ -478,6 +478,33 @@ fn update_killed_at_every_step() {
 
 #[test]
 #[ignore = "guest tier: run by tests/run"]
+fn an_update_is_refused_up_front_when_boot_is_too_small() {
+    let n = node("ibkill9");
+    let image = kernel_image(&n.work, "v2", 22);
+    // The node's /boot on a 4 MiB filesystem with less room left than the
+    // new kernels and the reserve need.
+    let small = n.work.path().join("smallboot");
+    fs::create_dir(&small).unwrap();
+    sh("mount", &["-t", "tmpfs", "-o", "size=4M", "smallboot", s(&small)]);
+    sh("cp", &["-a", &format!("{}/.", s(&n.boot)), s(&small)]);
+    let filler = small.join("filler");
+    sh("fallocate", &["-l", "2900K", s(&filler)]);
+    let args = ["--loader", "grub", "--boot-dir", s(&small)];
+    let before = (n.seen().lvs, files(&small));
+    let mut a = args.to_vec();
+    a.extend(["update", "--nvr", "Node-2.0-0", s(&image)]);
+    let out = n.vg.imgbase(&a);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let after = (n.seen().lvs, files(&small));
+    sh("umount", &[s(&small)]);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("need about"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(before == after, "a refused update changed the VG or /boot");
+}
+
+#[test]
+#[ignore = "guest tier: run by tests/run"]
 fn layout_init_killed_at_every_step() {
     let vg = TestVg::new("ibkill5", 512, 300);
     vg.thin_with_fs("root", 64, "ext4");

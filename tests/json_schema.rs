@@ -67,6 +67,8 @@ fn node() -> FakeLvm {
         f.snapshot("HostVG", base, layer, &["imgbased:layer".into()])
             .unwrap();
     }
+    f.change_tags("HostVG", "Node-1.0-0+1", &["imgbase:pinned".into()], &[])
+        .unwrap();
     f.add_thin("Gone-0.9-0+1", 4 * GIB, &["imgbased:layer"]);
     f.add_thin("imgbase-tmp-Node-2.0-0", 4 * GIB, &["imgbase:incomplete"]);
     f.add_thin("swap", GIB, &[]);
@@ -116,8 +118,18 @@ fn check_json_matches_its_fixture() {
     )
     .unwrap();
 
+    // The pool's data above the threshold, and an update conflict in /etc.
+    f.lvs.borrow_mut()[0].data_percent = Some(85.0);
+    let root = t.path().join("root");
+    fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    fs::write(root.join("etc/ssh/sshd_config.imgnew"), "").unwrap();
+
     let view = BootView::read(b).unwrap();
-    let report = boot::check(&booted_on(&f, "Node-1.0-0+1"), Some(&view)).unwrap();
+    let opts = boot::CheckOptions {
+        pool_threshold: boot::DEFAULT_POOL_THRESHOLD,
+        root: Some(&root),
+    };
+    let report = boot::check_with(&booted_on(&f, "Node-1.0-0+1"), Some(&view), &opts).unwrap();
     assert_eq!(CheckReport::SCHEMA_VERSION, 1);
     // Paths as they would be on a node, not under this test's tempdir.
     let json = printed(&report).replace(boot_dir.to_str().unwrap(), "/boot");

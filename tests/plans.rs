@@ -15,7 +15,7 @@ use imgbase::sys::fakes::{FakeFilesystems, FakeImages, FakeLvm};
 use imgbase::sys::lvm::{LvRecord, Lvm, Scope};
 use imgbase::sys::progress::Progress;
 use imgbase::verbs::boot::BootView;
-use imgbase::verbs::{base, boot, layer, layout, recover};
+use imgbase::verbs::{base, boot, gc, layer, layout, recover, rollback};
 
 const GIB: u64 = 1 << 30;
 
@@ -839,4 +839,456 @@ fn boot_strays_are_cleared_and_no_entry_is_written_for_them() {
     let l3 = n.add_layer("Node-1.0-0");
     assert!(!n.view().written.contains(&l2));
     assert!(n.view().written.contains(&l3));
+}
+
+// ---- pins, rollback, gc, check and motd -------------------------------
+
+/// A BootNode with bases Node-1.0-0, Node-2.0-0, Node-9.0-0 and
+/// Node-10.0-0 (version order, not string order), one layer each, every
+/// layer with an entry, the newest the default; a `var` volume LV beside.
+fn four_bases() -> BootNode {
+    let n = BootNode::new();
+    for b in ["Node-2.0-0", "Node-9.0-0", "Node-10.0-0"] {
+        n.f.add_thin(b, 4 * GIB, &["imgbased:base"]);
+        n.add_layer(b);
+    }
+    n.f.add_thin("var", GIB, &["imgbased:volume"]);
+    n.set_default("Node-10.0-0+1");
+    n
+}
+
+fn lvs_of(plan: &Plan) -> Vec<&str> {
+    plan.steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Lvm(LvmStep::Remove { lv }) => Some(lv.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pin_and_unpin_tag_the_layer_and_say_when_nothing_changes() {
+    let f = node();
+    let plan = layer::plan_pin(&layout_of(&f), "Node-1.0-0+1", true).unwrap();
+    assert_eq!(
+        plan.steps,
+        [Step::Lvm(LvmStep::ChangeTags {
+            lv: "Node-1.0-0+1".into(),
+            add: vec!["imgbase:pinned".into()],
+            del: vec![],
+        })]
+    );
+    run(&f, &plan).unwrap();
+    let l = layout_of(&f);
+    assert!(l.layer("Node-1.0-0+1").unwrap().1.pinned);
+    assert!(
+        layout::Tree(&l)
+            .to_string()
+            .contains(" +- Node-1.0-0+1 (pinned)\n")
+    );
+    let json = serde_json::to_value(&l).unwrap();
+    assert_eq!(json["bases"][0]["layers"][0]["pinned"], true);
+
+    let again = layer::plan_pin(&l, "Node-1.0-0+1", true).unwrap();
+    assert!(again.steps.is_empty(), "{again}");
+    assert!(
+        again.summary.contains("already pinned"),
+        "{}",
+        again.summary
+    );
+
+    let plan = layer::plan_pin(&l, "Node-1.0-0+1", false).unwrap();
+    assert_eq!(
+        plan.steps,
+        [Step::Lvm(LvmStep::ChangeTags {
+            lv: "Node-1.0-0+1".into(),
+            add: vec![],
+            del: vec!["imgbase:pinned".into()],
+        })]
+    );
+    run(&f, &plan).unwrap();
+    let l = layout_of(&f);
+    assert!(!l.layer("Node-1.0-0+1").unwrap().1.pinned);
+    assert!(!layout::Tree(&l).to_string().contains("pinned"));
+    let again = layer::plan_pin(&l, "Node-1.0-0+1", false).unwrap();
+    assert!(again.steps.is_empty() && again.summary.contains("already not pinned"));
+
+    let err = layer::plan_pin(&l, "Node-1.0-0+7", true).unwrap_err();
+    assert!(err.to_string().contains("no layer named"), "{err}");
+}
+
+#[test]
+fn a_pinned_layer_and_its_base_are_not_removed_until_unpinned() {
+    let f = node();
+    f.add_thin("Node-2.0-0", GIB, &["imgbased:base"]);
+    run(
+        &f,
+        &layer::plan_add(&layout_of(&f), None, Some("Node-1.0-0")).unwrap(),
+    )
+    .unwrap();
+    run(
+        &f,
+        &layer::plan_pin(&layout_of(&f), "Node-1.0-0+2", true).unwrap(),
+    )
+    .unwrap();
+    let l = layout_of(&f);
+    for err in [
+        layer::plan_remove(&l, None, "Node-1.0-0+2").unwrap_err(),
+        base::plan_remove(&l, None, "Node-1.0-0").unwrap_err(),
+    ] {
+        let err = err.to_string();
+        assert!(
+            err.contains("pinned") && err.contains("imgbase layer --unpin Node-1.0-0+2"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+    }
+}
+
+#[test]
+fn rollback_boots_the_previous_layer_in_version_order() {
+    let n = four_bases();
+    let f = &n.f;
+    // A second layer on Node-9.0-0: layers of one base are in index order.
+    let l = n.add_layer("Node-9.0-0");
+    assert_eq!(l, "Node-9.0-0+2");
+    n.set_default("Node-10.0-0+1");
+    let steps = [
+        "Node-9.0-0+2",
+        "Node-9.0-0+1",
+        "Node-2.0-0+1",
+        "Node-1.0-0+1",
+    ];
+    let mut from = "Node-10.0-0+1".to_string();
+    for want in steps {
+        let plan = rollback::plan_rollback(&layout_of(f), &n.view(), None).unwrap();
+        assert_eq!(
+            plan.steps,
+            [Step::Boot(BootStep::SetDefault {
+                layer: Some(want.into()),
+                previous: Some(from.clone()),
+            })],
+            "rolling back from {from}"
+        );
+        assert!(plan.summary.contains(want), "{}", plan.summary);
+        n.run(&plan).unwrap();
+        assert_eq!(n.view().default.as_deref(), Some(want));
+        from = want.into();
+    }
+    // The oldest layer has none before it: no wrap-around to the newest.
+    let err = rollback::plan_rollback(&layout_of(f), &n.view(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Node-1.0-0+1 is the oldest layer") && err.contains("--to"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err}");
+    assert_eq!(n.view().default.as_deref(), Some("Node-1.0-0+1"));
+}
+
+#[test]
+fn rollback_to_a_named_layer_or_the_current_default() {
+    let n = four_bases();
+    let l = layout_of(&n.f);
+    let plan = rollback::plan_rollback(&l, &n.view(), Some("Node-2.0-0+1")).unwrap();
+    assert_eq!(
+        plan.steps,
+        [Step::Boot(BootStep::SetDefault {
+            layer: Some("Node-2.0-0+1".into()),
+            previous: Some("Node-10.0-0+1".into()),
+        })]
+    );
+    // --to a newer layer is allowed too (forward again).
+    n.run(&plan).unwrap();
+    let plan = rollback::plan_rollback(&layout_of(&n.f), &n.view(), Some("Node-10.0-0+1")).unwrap();
+    assert_eq!(plan.steps.len(), 1);
+    n.run(&plan).unwrap();
+
+    let noop = rollback::plan_rollback(&l, &n.view(), Some("Node-10.0-0+1")).unwrap();
+    assert!(noop.steps.is_empty(), "{noop}");
+    assert!(
+        noop.summary.contains("already the default"),
+        "{}",
+        noop.summary
+    );
+    let err = rollback::plan_rollback(&l, &n.view(), Some("Nope-1-0+1"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no layer named Nope-1-0+1"), "{err}");
+}
+
+#[test]
+fn rollback_without_a_default_starts_from_the_booted_layer() {
+    let n = four_bases();
+    n.exec().boot.set_default(None).unwrap();
+    assert_eq!(n.view().default, None);
+    let l = booted_on(&n.f, "Node-9.0-0+1");
+    let plan = rollback::plan_rollback(&l, &n.view(), None).unwrap();
+    assert_eq!(
+        plan.steps,
+        [Step::Boot(BootStep::SetDefault {
+            layer: Some("Node-2.0-0+1".into()),
+            previous: None,
+        })]
+    );
+    // Neither a default nor a booted layer: nothing to start from.
+    let err = rollback::plan_rollback(&layout_of(&n.f), &n.view(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rollback --to LAYER"), "{err}");
+}
+
+#[test]
+fn gc_keeps_the_newest_bases_and_removes_the_rest_newest_first() {
+    let n = four_bases();
+    let l = booted_on(&n.f, "Node-10.0-0+1");
+    let plan = gc::plan_gc(&l, Some(&n.view()), 2).unwrap();
+    assert_eq!(
+        plan.removed,
+        ["Node-2.0-0+1", "Node-2.0-0", "Node-1.0-0+1", "Node-1.0-0"]
+    );
+    assert_eq!(lvs_of(&plan), plan.removed);
+    assert!(
+        plan.summary.contains("Node-1.0-0, Node-2.0-0") && plan.summary.contains("newest 2"),
+        "{}",
+        plan.summary
+    );
+    // Entries move off the removed layers before the first lvremove;
+    // their kernels go after the last.
+    let ponr = plan.point_of_no_return().unwrap();
+    assert!(matches!(&plan.steps[ponr], Step::Lvm(LvmStep::Remove { lv }) if lv == "Node-2.0-0+1"));
+    for (i, s) in plan.steps.iter().enumerate() {
+        match s {
+            Step::Boot(BootStep::WriteEntries { .. } | BootStep::SetDefault { .. }) => {
+                assert!(i < ponr, "{plan}")
+            }
+            Step::Boot(BootStep::RemoveKernels { .. }) => assert!(i > ponr, "{plan}"),
+            _ => {}
+        }
+    }
+    n.run(&plan).unwrap();
+    let after = layout_of(&n.f);
+    let names: Vec<_> = after.bases.iter().map(|b| b.volume.lv.as_str()).collect();
+    assert_eq!(names, ["Node-9.0-0", "Node-10.0-0"]);
+    assert!(n.f.get("root").is_some() && n.f.get("var").is_some());
+    n.assert_sound("after gc");
+    let v = n.view();
+    let mut installed = v.installed.clone();
+    installed.sort();
+    assert_eq!(installed, ["Node-10.0-0+1", "Node-9.0-0+1"]);
+
+    // Nothing older than the newest 2 left: nothing to do.
+    let again = gc::plan_gc(&after, Some(&v), 2).unwrap();
+    assert!(again.steps.is_empty(), "{again}");
+    assert!(again.summary.contains("nothing to do"), "{}", again.summary);
+    // --keep 1 takes one more.
+    let one = gc::plan_gc(&booted_on(&n.f, "Node-10.0-0+1"), Some(&v), 1).unwrap();
+    assert_eq!(one.removed, ["Node-9.0-0+1", "Node-9.0-0"]);
+    let err = gc::plan_gc(&after, Some(&v), 0).unwrap_err().to_string();
+    assert!(err.contains("--keep 1"), "{err}");
+}
+
+#[test]
+fn gc_keeps_a_base_whose_layer_is_booted_default_or_pinned() {
+    // Booted from the oldest base: it stays whole, the next goes.
+    let n = four_bases();
+    let plan = gc::plan_gc(&booted_on(&n.f, "Node-1.0-0+1"), Some(&n.view()), 2).unwrap();
+    assert_eq!(plan.removed, ["Node-2.0-0+1", "Node-2.0-0"]);
+    assert!(
+        plan.summary
+            .contains("Node-1.0-0 kept: its layer Node-1.0-0+1 is booted"),
+        "{}",
+        plan.summary
+    );
+
+    // The default on an old base.
+    let n = four_bases();
+    n.set_default("Node-2.0-0+1");
+    let plan = gc::plan_gc(&layout_of(&n.f), Some(&n.view()), 2).unwrap();
+    assert_eq!(plan.removed, ["Node-1.0-0+1", "Node-1.0-0"]);
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Boot(BootStep::SetDefault { .. }))),
+        "the default does not move: {plan}"
+    );
+    n.run(&plan).unwrap();
+    assert_eq!(n.view().default.as_deref(), Some("Node-2.0-0+1"));
+
+    // A pinned layer, even one added after the base's first.
+    let n = four_bases();
+    let l2 = n.add_layer("Node-2.0-0");
+    n.run(&layer::plan_pin(&layout_of(&n.f), &l2, true).unwrap())
+        .unwrap();
+    let plan = gc::plan_gc(&layout_of(&n.f), Some(&n.view()), 2).unwrap();
+    assert_eq!(plan.removed, ["Node-1.0-0+1", "Node-1.0-0"]);
+    assert!(plan.summary.contains("is pinned"), "{}", plan.summary);
+    assert!(!lvs_of(&plan).contains(&l2.as_str()));
+}
+
+#[test]
+fn gc_never_touches_init_or_volume_lvs() {
+    let n = four_bases();
+    // A base that also carries imgbased:volume (as no tool should tag
+    // one, but gc must not take it if one did), and the init root.
+    n.f.change_tags("HostVG", "Node-2.0-0", &["imgbased:volume".into()], &[])
+        .unwrap();
+    let plan = gc::plan_gc(&layout_of(&n.f), Some(&n.view()), 1).unwrap();
+    for lv in ["root", "var", "Node-2.0-0", "Node-2.0-0+1"] {
+        assert!(
+            !plan
+                .steps
+                .iter()
+                .any(|s| s.to_string().contains(&format!(" {lv}")) && matches!(s, Step::Lvm(_))),
+            "{lv}: {plan}"
+        );
+    }
+    assert_eq!(
+        plan.removed,
+        ["Node-9.0-0+1", "Node-9.0-0", "Node-1.0-0+1", "Node-1.0-0"]
+    );
+    assert!(plan.summary.contains("Node-2.0-0 kept"), "{}", plan.summary);
+    n.run(&plan).unwrap();
+    assert!(n.f.get("root").is_some() && n.f.get("var").is_some());
+}
+
+#[test]
+fn gc_in_a_plan_that_adds_a_base_and_moves_the_default() {
+    // What an update does: a new base and layer with its entry, the new
+    // default, then old bases collected in the same plan.
+    let n = four_bases();
+    let l = layout_of(&n.f);
+    let view = n.view();
+    let mut plan = base::plan_add(&l, "Node-11.0-0", GIB).unwrap();
+    let temp = "imgbase-tmp-Node-11.0-0+1";
+    plan.new_snapshot("Node-11.0-0", temp);
+    plan.commit_lv(temp, "Node-11.0-0+1", "imgbased:layer");
+    boot::add_entry(&mut plan, &view, "Node-11.0-0+1", None);
+    plan.push(BootStep::SetDefault {
+        layer: Some("Node-11.0-0+1".into()),
+        previous: view.default.clone(),
+    });
+    n.kernel_tree("Node-11.0-0+1");
+    let set_default = plan.steps.len() - 1;
+    let c = gc::add_gc(
+        &mut plan,
+        &l,
+        Some(&view),
+        2,
+        Some("Node-11.0-0"),
+        Some("Node-11.0-0+1"),
+    )
+    .unwrap();
+    // The new base counts as the newest: with it, Node-10.0-0 (the old
+    // default) is kept, the three older go.
+    assert_eq!(c.bases, ["Node-1.0-0", "Node-2.0-0", "Node-9.0-0"]);
+    let ponr = plan.point_of_no_return().unwrap();
+    assert!(ponr > set_default, "{plan}");
+    let defaults: Vec<usize> = (0..plan.steps.len())
+        .filter(|&i| matches!(plan.steps[i], Step::Boot(BootStep::SetDefault { .. })))
+        .collect();
+    assert_eq!(
+        defaults,
+        [set_default],
+        "gc never moves the default: {plan}"
+    );
+    // The entries gc writes keep the new layer's.
+    for s in &plan.steps[set_default..] {
+        if let Step::Boot(BootStep::WriteEntries { layers, .. }) = s {
+            assert!(layers.contains(&"Node-11.0-0+1".to_string()), "{plan}");
+        }
+    }
+    n.run(&plan).unwrap();
+    let v = n.view();
+    assert_eq!(v.default.as_deref(), Some("Node-11.0-0+1"));
+    assert_eq!(v.written, ["Node-10.0-0+1", "Node-11.0-0+1"]);
+    n.assert_sound("after update + gc");
+}
+
+#[test]
+fn check_reports_pool_usage_orphan_layers_and_update_conflicts() {
+    let n = BootNode::new();
+    let f = &n.f;
+    f.lvs.borrow_mut()[0].data_percent = Some(42.0);
+    f.lvs.borrow_mut()[0].metadata_percent = Some(7.0);
+    let view = n.view();
+    let opts = boot::CheckOptions::default();
+    assert_eq!(opts.pool_threshold, boot::DEFAULT_POOL_THRESHOLD);
+    let r = boot::check_with(&booted_on(f, "Node-1.0-0+1"), Some(&view), &opts).unwrap();
+    assert_eq!(r.problems(), 0, "{r:?}");
+    assert_eq!(
+        r.motd_line(),
+        "imgbase: OK: running Node-1.0-0+1 (default), pool 42% data, 7% metadata"
+    );
+
+    // Above (not at) the threshold is a problem, data and metadata apart.
+    f.lvs.borrow_mut()[0].data_percent = Some(80.0);
+    f.lvs.borrow_mut()[0].metadata_percent = Some(80.6);
+    let r = boot::check_with(&layout_of(f), Some(&view), &opts).unwrap();
+    assert_eq!(r.pool_over_threshold, ["metadata"]);
+    assert_eq!(r.problems(), 1);
+    assert_eq!(
+        r.motd_line(),
+        "imgbase: DEGRADED: 1 problem (run imgbase check)"
+    );
+    let lenient = boot::CheckOptions {
+        pool_threshold: 90.0,
+        root: None,
+    };
+    let r = boot::check_with(&layout_of(f), Some(&view), &lenient).unwrap();
+    assert!(r.pool_over_threshold.is_empty());
+    assert_eq!(r.pool_threshold, 90.0);
+    assert_eq!(
+        r.motd_line(),
+        "imgbase: OK: not running from a layer (default: Node-1.0-0+1), pool 80% data, 81% metadata"
+    );
+
+    // A layer whose base LV is gone is reported, not fatal.
+    f.add_thin("Gone-0.9-0+1", GIB, &["imgbased:layer"]);
+    let r = boot::check_with(&layout_of(f), Some(&view), &lenient).unwrap();
+    assert_eq!(r.layers_without_base, ["Gone-0.9-0+1"]);
+
+    // Conflicts under the running root's /etc: symlinks not followed, an
+    // .imgnew directory counted once.
+    let root = n.t.path().join("root");
+    let etc = root.join("etc");
+    fs::create_dir_all(etc.join("ssh")).unwrap();
+    fs::create_dir_all(etc.join("sudoers.d.imgnew/x")).unwrap();
+    fs::write(etc.join("sudoers.d.imgnew/x/y.imgnew"), "").unwrap();
+    fs::write(etc.join("ssh/sshd_config.imgnew"), "").unwrap();
+    fs::write(etc.join("ssh/sshd_config"), "").unwrap();
+    fs::write(etc.join("fstab.imgnew.bak"), "").unwrap();
+    let outside = n.t.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("hosts.imgnew"), "").unwrap();
+    std::os::unix::fs::symlink(&outside, etc.join("link")).unwrap();
+    let opts = boot::CheckOptions {
+        pool_threshold: 90.0,
+        root: Some(&root),
+    };
+    let r = boot::check_with(&layout_of(f), Some(&view), &opts).unwrap();
+    assert_eq!(
+        r.update_conflicts,
+        [
+            PathBuf::from("/etc/ssh/sshd_config.imgnew"),
+            PathBuf::from("/etc/sudoers.d.imgnew"),
+        ]
+    );
+    assert_eq!(
+        boot::describe_conflict(&r.update_conflicts[0]),
+        "unresolved update conflict: /etc/ssh/sshd_config.imgnew (compare with \
+         /etc/ssh/sshd_config, then remove it)"
+    );
+    assert_eq!(r.problems(), 3);
+    assert_eq!(
+        r.motd_line(),
+        "imgbase: DEGRADED: 3 problems (run imgbase check)"
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["pool_threshold"], 90.0);
+    assert_eq!(json["layers_without_base"][0], "Gone-0.9-0+1");
 }

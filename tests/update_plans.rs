@@ -58,6 +58,7 @@ fn update(f: &FakeLvm, info: &ImageInfo, force: bool, threshold: f64) -> Result<
         force,
         keep: vec!["etc/fstab".into()],
         pool_threshold: threshold,
+        bases_to_keep: 2,
         state_dir: Path::new("/var/lib/imgbase"),
     };
     plan_update(&layout_of(f), None, &req).map_err(|e| e.to_string())
@@ -136,4 +137,25 @@ fn an_image_already_imported_is_refused_naming_the_layer_to_add() {
     // Same bytes as Node-1.0-0 but a newer name: already a base.
     let e = update(&f, &info, false, 80.0).unwrap_err();
     assert!(e.contains("already imported"), "{e}");
+}
+
+#[test]
+fn an_update_collects_old_bases_last_past_the_default() {
+    let f = node();
+    f.add_thin(
+        "Node-0.9-0",
+        2 * GIB,
+        &["imgbased:base", "imgbase:fs=ext4", "imgbase:sha256=99"],
+    );
+    f.add_thin("Node-0.9-0+1", 3 * GIB, &["imgbased:layer"]);
+    let p = update(&f, &image("Node-2.0-0", 300 * MIB), false, 80.0).unwrap();
+    assert_eq!(p.removed, ["Node-0.9-0+1", "Node-0.9-0"]);
+    let ponr = p.point_of_no_return().expect("removals are final");
+    let carried = p.steps.iter().position(|s| matches!(s, Step::Carry(_))).unwrap();
+    let layer_named = p
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::Lvm(LvmStep::Rename { to, .. }) if to == "Node-2.0-0+1"))
+        .unwrap();
+    assert!(carried < layer_named && layer_named < ponr, "{p}");
 }

@@ -105,6 +105,8 @@ pub struct Layer {
     #[serde(flatten)]
     pub volume: Volume,
     pub booted: bool,
+    /// Tagged `imgbase:pinned`: `imgbase gc` keeps it and its base.
+    pub pinned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -148,6 +150,10 @@ pub struct Layout {
     /// Every LV name in the VG, tagged or not (names must not collide).
     #[serde(skip)]
     pub all_names: Vec<String>,
+    /// LVs tagged `imgbased:init` or `imgbased:volume`: never removed,
+    /// whatever other tags they carry.
+    #[serde(skip)]
+    pub never_removed: Vec<String>,
 }
 
 impl Layout {
@@ -251,6 +257,7 @@ impl Layout {
                 }),
                 Ok(ImageName::Layer(name)) => layers.push(Layer {
                     booted: booted.as_deref() == Some(r.name.as_str()),
+                    pinned: r.has_tag(tags::PINNED),
                     name,
                     volume: Volume::from_record(r),
                 }),
@@ -278,6 +285,11 @@ impl Layout {
             init_lv,
             incomplete,
             all_names: lvs.iter().map(|r| r.name.clone()).collect(),
+            never_removed: lvs
+                .iter()
+                .filter(|r| r.has_tag(tags::INIT) || r.has_tag(tags::VOLUME))
+                .map(|r| r.name.clone())
+                .collect(),
         })
     }
 

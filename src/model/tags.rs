@@ -15,6 +15,9 @@ pub const INCOMPLETE: &str = "imgbase:incomplete";
 /// layer's name is never given to a different layer.
 pub const LAST_LAYER: &str = "imgbase:last-layer=";
 
+/// On a layer: kept by `imgbase gc` (and its base with it) until unpinned.
+pub const PINNED: &str = "imgbase:pinned";
+
 /// On a base made from an image: the image file's sha256.
 pub const SHA256: &str = "imgbase:sha256=";
 /// On a base: the filesystem it holds (to decide whether a delta works).

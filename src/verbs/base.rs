@@ -257,6 +257,13 @@ pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Resu
             l.volume.lv
         )));
     }
+    if let Some(l) = base.layers.iter().find(|l| l.pinned) {
+        return Err(Error::Refused(format!(
+            "refusing to remove base {name}: its layer {lv} is pinned; unpin it first \
+             (`imgbase layer --unpin {lv}`)",
+            lv = l.volume.lv
+        )));
+    }
     if layout.bases.len() == 1 {
         return Err(Error::Refused(format!(
             "refusing to remove base {name}: it is the only base, and the node could not boot \

@@ -2,7 +2,7 @@
 //! kernels under /boot/imgbase/<layer>/, its entry, the default and the
 //! one-shot layer; and `imgbase check`, which compares them with the LVs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -371,6 +371,22 @@ pub struct CheckReport {
     pub incomplete_lvs: Vec<String>,
     /// Journaled operations a crash or a failure left unfinished.
     pub unfinished_operations: Vec<String>,
+    /// The layer the running system is booted from (not a problem).
+    pub booted: Option<String>,
+    /// The layer the default boot entry names (not a problem).
+    pub default: Option<String>,
+    /// Usage of the thin pool, percent, and the threshold above which
+    /// either is a problem.
+    pub pool_data_percent: f64,
+    pub pool_metadata_percent: f64,
+    pub pool_threshold: f64,
+    /// `"data"`, `"metadata"`: what is used above the threshold.
+    pub pool_over_threshold: Vec<String>,
+    /// Layer LVs whose base LV is gone.
+    pub layers_without_base: Vec<String>,
+    /// `*.imgnew` files under the running root's /etc: the new version of
+    /// a file an update could not merge, waiting for the operator.
+    pub update_conflicts: Vec<PathBuf>,
 }
 
 impl CheckReport {
@@ -384,12 +400,141 @@ impl CheckReport {
             + usize::from(self.default_missing.is_some())
             + self.incomplete_lvs.len()
             + self.unfinished_operations.len()
+            + self.pool_over_threshold.len()
+            + self.layers_without_base.len()
+            + self.update_conflicts.len()
+    }
+
+    /// One line for a login banner (`imgbase motd`).
+    pub fn motd_line(&self) -> String {
+        let n = self.problems();
+        if n > 0 {
+            let s = if n == 1 { "" } else { "s" };
+            return format!("imgbase: DEGRADED: {n} problem{s} (run imgbase check)");
+        }
+        let running = match (&self.booted, &self.default) {
+            (Some(b), Some(d)) if b == d => format!("running {b} (default)"),
+            (Some(b), Some(d)) => format!("running {b} (default: {d})"),
+            (Some(b), None) => format!("running {b}"),
+            (None, Some(d)) => format!("not running from a layer (default: {d})"),
+            (None, None) => "not running from a layer".to_string(),
+        };
+        format!(
+            "imgbase: OK: {running}, pool {:.0}% data, {:.0}% metadata",
+            self.pool_data_percent, self.pool_metadata_percent
+        )
     }
 }
 
+/// Thin pool usage (percent, data or metadata) above which `imgbase
+/// check` reports a problem, unless told another threshold.
+pub const DEFAULT_POOL_THRESHOLD: f64 = 80.0;
+
+/// What `imgbase check` is asked beyond the layout and /boot.
+#[derive(Debug, Clone)]
+pub struct CheckOptions<'a> {
+    /// Percent of pool data or metadata above which it is a problem.
+    pub pool_threshold: f64,
+    /// The running root, whose /etc is searched for unresolved update
+    /// conflicts (`*.imgnew`); None searches nothing.
+    pub root: Option<&'a Path>,
+}
+
+impl Default for CheckOptions<'_> {
+    fn default() -> Self {
+        CheckOptions {
+            pool_threshold: DEFAULT_POOL_THRESHOLD,
+            root: None,
+        }
+    }
+}
+
+/// How `imgbase check` names one of [`update_conflicts`].
+pub fn describe_conflict(imgnew: &Path) -> String {
+    let text = imgnew.display().to_string();
+    let orig = text.strip_suffix(crate::carry::IMGNEW).unwrap_or(&text);
+    format!("unresolved update conflict: {text} (compare with {orig}, then remove it)")
+}
+
+/// Every `*.imgnew` under `root`/etc, as the running system names it
+/// (`/etc/…`), sorted. Symbolic links are not followed and other
+/// filesystems mounted below /etc are not entered; an `.imgnew`
+/// directory counts once. Unreadable directories are skipped.
+pub fn update_conflicts(root: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(dir: &Path, dev: u64, out: &mut Vec<PathBuf>) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("cannot read {}: {e}", dir.display());
+                return;
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(crate::carry::IMGNEW) && n != crate::carry::IMGNEW)
+            {
+                out.push(path);
+            } else if meta.is_dir() && meta.dev() == dev {
+                walk(&path, dev, out);
+            }
+        }
+    }
+    let etc = root.join("etc");
+    let Ok(meta) = std::fs::symlink_metadata(&etc) else {
+        return vec![];
+    };
+    if !meta.is_dir() {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    walk(&etc, meta.dev(), &mut out);
+    let mut seen: Vec<PathBuf> = out
+        .into_iter()
+        .map(|p| Path::new("/").join(p.strip_prefix(root).expect("found under root")))
+        .collect();
+    seen.sort();
+    seen
+}
+
 pub fn check(layout: &Layout, view: Option<&BootView>) -> Result<CheckReport> {
+    check_with(layout, view, &CheckOptions::default())
+}
+
+/// [`check`] with a pool threshold and the running root's /etc searched.
+pub fn check_with(
+    layout: &Layout,
+    view: Option<&BootView>,
+    opts: &CheckOptions,
+) -> Result<CheckReport> {
+    let pool = &layout.pool;
     let mut r = CheckReport {
         incomplete_lvs: layout.incomplete.clone(),
+        booted: layout.booted_layer().map(|(_, l)| l.volume.lv.clone()),
+        default: view.and_then(|v| v.default.clone()),
+        pool_data_percent: pool.data_percent,
+        pool_metadata_percent: pool.metadata_percent,
+        pool_threshold: opts.pool_threshold,
+        pool_over_threshold: [
+            ("data", pool.data_percent),
+            ("metadata", pool.metadata_percent),
+        ]
+        .into_iter()
+        .filter(|(_, pct)| *pct > opts.pool_threshold)
+        .map(|(what, _)| what.to_string())
+        .collect(),
+        layers_without_base: layout
+            .orphan_layers
+            .iter()
+            .map(|l| l.volume.lv.clone())
+            .collect(),
+        update_conflicts: opts.root.map(update_conflicts).unwrap_or_default(),
         ..Default::default()
     };
     let Some(view) = view else {

@@ -79,6 +79,12 @@ pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Resu
              another layer first"
         )));
     }
+    if layer.pinned {
+        return Err(Error::Refused(format!(
+            "refusing to remove layer {name}: it is pinned; unpin it first \
+             (`imgbase layer --unpin {name}`)"
+        )));
+    }
     let newest = layout.latest_base().map(|b| &b.nvr) == Some(&base.nvr);
     if newest && base.layers.len() == 1 {
         return Err(Error::Refused(format!(
@@ -109,6 +115,34 @@ pub fn plan_remove(layout: &Layout, boot: Option<&BootView>, name: &str) -> Resu
     if let Some(view) = boot {
         super::boot::after_removing(&mut plan, view, &gone);
     }
+    Ok(plan)
+}
+
+/// `layer --pin LAYER` (`pin`) or `layer --unpin LAYER`: tag the layer
+/// `imgbase:pinned`, or take the tag off. `imgbase gc` keeps a pinned
+/// layer and its base. Asking for what already holds is a plan without
+/// steps that says so.
+pub fn plan_pin(layout: &Layout, name: &str, pin: bool) -> Result<Plan> {
+    let (_, layer) = layout.find_layer(name)?;
+    let (verb, state) = if pin {
+        ("pin", "pinned")
+    } else {
+        ("unpin", "not pinned")
+    };
+    if layer.pinned == pin {
+        return Ok(Plan::new(
+            &layout.vg,
+            format!("layer {name} is already {state}; nothing to do"),
+        ));
+    }
+    let mut plan = Plan::new(&layout.vg, format!("{verb} layer {name}"));
+    let tag = vec![tags::PINNED.to_string()];
+    let (add, del) = if pin { (tag, vec![]) } else { (vec![], tag) };
+    plan.push(LvmStep::ChangeTags {
+        lv: name.into(),
+        add,
+        del,
+    });
     Ok(plan)
 }
 

@@ -24,7 +24,8 @@ impl fmt::Display for Tree<'_> {
         for base in &self.0.bases {
             writeln!(f, "{}", base.volume.lv)?;
             for layer in &base.layers {
-                writeln!(f, " +- {}", layer.volume.lv)?;
+                let pinned = if layer.pinned { " (pinned)" } else { "" };
+                writeln!(f, " +- {}{pinned}", layer.volume.lv)?;
             }
         }
         for layer in &self.0.orphan_layers {

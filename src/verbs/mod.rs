@@ -4,9 +4,11 @@
 
 pub mod base;
 pub mod boot;
+pub mod gc;
 pub mod layer;
 pub mod layout;
 pub mod recover;
+pub mod rollback;
 pub mod update;
 
 use crate::error::{Error, Result};

@@ -24,6 +24,8 @@ pub struct Update<'a> {
     pub keep: Vec<String>,
     /// Refuse when the pool would be fuller than this (percent).
     pub pool_threshold: f64,
+    /// Bases `gc` keeps, last.
+    pub bases_to_keep: usize,
     /// Where the merge report is saved (`STATE/updates/<layer>.json`).
     pub state_dir: &'a Path,
 }
@@ -115,6 +117,16 @@ pub fn plan_update(layout: &Layout, boot: Option<&BootView>, req: &Update) -> Re
             });
         }
     }
+    // Old bases go last, once the new layer is in place and the default:
+    // the first removal is the plan's point of no return.
+    super::gc::add_gc(
+        &mut plan,
+        layout,
+        boot,
+        req.bases_to_keep,
+        Some(&new_base),
+        Some(&layer),
+    )?;
     plan.created.push(new_base);
     plan.created.push(layer);
     Ok(plan)
