@@ -16,3 +16,4 @@ pub mod loopdev;
 pub mod lvm;
 pub mod mount;
 pub mod progress;
+pub mod tree;
