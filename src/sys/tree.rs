@@ -808,3 +808,623 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    use std::time::Instant;
+
+    use sha2::{Digest, Sha256};
+
+    /// A tempdir with an admin layer, a target layer and an outside
+    /// directory no operation may touch (`outside/x` holds a victim file).
+    struct Layers {
+        t: tempfile::TempDir,
+    }
+
+    impl Layers {
+        fn new() -> Layers {
+            let t = tempfile::tempdir().unwrap();
+            for d in ["admin/etc", "target/etc", "empty", "outside"] {
+                fs::create_dir_all(t.path().join(d)).unwrap();
+            }
+            fs::write(t.path().join("outside/x"), "victim").unwrap();
+            Layers { t }
+        }
+        fn path(&self, rel: &str) -> PathBuf {
+            self.t.path().join(rel)
+        }
+        fn admin(&self) -> PathBuf {
+            self.path("admin")
+        }
+        fn target(&self) -> PathBuf {
+            self.path("target")
+        }
+        fn apply(&self, ops: &[Op]) -> Result<Vec<String>, TreeError> {
+            apply(&self.admin(), &self.target(), ops)
+        }
+        /// The outside directories are as they were made.
+        fn assert_outside_untouched(&self) {
+            assert_eq!(fs::read_dir(self.path("empty")).unwrap().count(), 0);
+            let names: Vec<_> = fs::read_dir(self.path("outside")).unwrap().collect();
+            assert_eq!(names.len(), 1, "{names:?}");
+            assert_eq!(
+                fs::read_to_string(self.path("outside/x")).unwrap(),
+                "victim"
+            );
+        }
+    }
+
+    fn file(path: PathBuf, content: &str, mode: u32) {
+        fs::write(&path, content).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn dir(path: PathBuf, mode: u32) {
+        fs::create_dir_all(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn fifo(path: PathBuf, mode: u32) {
+        let mode = Mode::from_raw_mode(mode);
+        rustix::fs::mknodat(rustix::fs::CWD, &path, FileType::Fifo, mode, 0).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode.bits())).unwrap();
+    }
+
+    /// Set a user xattr; false where the filesystem has none.
+    fn xattr(path: &Path, name: &str, value: &[u8]) -> bool {
+        match rustix::fs::setxattr(path, name, value, rustix::fs::XattrFlags::empty()) {
+            Ok(()) => true,
+            Err(Errno::OPNOTSUPP) => false,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// As root: give these paths (links themselves) to 4321:4322.
+    fn give_away(root: &Path, rels: &[&str]) {
+        for rel in rels {
+            let at = AtFlags::SYMLINK_NOFOLLOW;
+            let ids = (Some(Uid::from_raw(4321)), Some(Gid::from_raw(4322)));
+            rustix::fs::chownat(rustix::fs::CWD, root.join(rel), ids.0, ids.1, at).unwrap();
+        }
+    }
+
+    fn p(s: &str) -> PathBuf {
+        PathBuf::from(s)
+    }
+
+    fn copy(s: &str) -> Op {
+        Op::CopyFromAdmin { path: p(s) }
+    }
+
+    fn keys(m: &Manifest) -> Vec<&str> {
+        m.keys().map(|k| k.to_str().unwrap()).collect()
+    }
+
+    fn link_of(path: PathBuf) -> PathBuf {
+        assert!(
+            fs::symlink_metadata(&path).unwrap().is_symlink(),
+            "{path:?}"
+        );
+        fs::read_link(path).unwrap()
+    }
+
+    #[test]
+    fn manifest_records_kinds_modes_links_and_xattrs() {
+        let l = Layers::new();
+        let r = l.admin();
+        dir(r.join("etc"), 0o755);
+        file(r.join("etc/file"), "hello", 0o4750);
+        dir(r.join("etc/dir"), 0o710);
+        file(r.join("etc/dir/inner"), "x", 0o600);
+        symlink("file", r.join("etc/link")).unwrap();
+        fifo(r.join("etc/fifo"), 0o640);
+        let has_xattrs = xattr(&r.join("etc/file"), "user.test", b"\x01v");
+
+        let m = manifest(&r, Path::new("etc")).unwrap();
+        assert_eq!(
+            keys(&m),
+            [
+                "etc",
+                "etc/dir",
+                "etc/dir/inner",
+                "etc/fifo",
+                "etc/file",
+                "etc/link"
+            ]
+        );
+        let f = &m[&p("etc/file")];
+        assert_eq!((f.kind, f.mode), (Kind::File, 0o4750));
+        assert_eq!(f.content, hex(&Sha256::digest(b"hello")));
+        let me = (rustix::process::geteuid(), rustix::process::getegid());
+        assert_eq!((f.uid, f.gid), (me.0.as_raw(), me.1.as_raw()));
+        if has_xattrs {
+            assert_eq!(f.xattrs.get("user.test").map(String::as_str), Some("0176"));
+        }
+        let d = &m[&p("etc/dir")];
+        assert_eq!((d.kind, d.mode, d.content.as_str()), (Kind::Dir, 0o710, ""));
+        let s = &m[&p("etc/link")];
+        assert_eq!((s.kind, s.content.as_str()), (Kind::Symlink, "file"));
+        let q = &m[&p("etc/fifo")];
+        assert_eq!(
+            (q.kind, q.mode, q.content.as_str()),
+            (Kind::Fifo, 0o640, "")
+        );
+    }
+
+    #[test]
+    fn manifest_records_links_and_never_goes_through_them() {
+        let l = Layers::new();
+        let r = l.admin();
+        dir(r.join("etc/dir"), 0o755);
+        file(r.join("etc/dir/inner"), "x", 0o644);
+        symlink("/", r.join("etc/root")).unwrap();
+        symlink("../..", r.join("etc/up")).unwrap();
+        symlink("dir", r.join("etc/dirlink")).unwrap();
+        symlink(l.path("outside/x"), r.join("etc/secret")).unwrap();
+        symlink("etc", r.join("etc2")).unwrap();
+
+        let m = manifest(&r, Path::new("etc")).unwrap();
+        let expected = ["etc", "etc/dir", "etc/dir/inner", "etc/dirlink", "etc/root"];
+        assert_eq!(
+            keys(&m),
+            [&expected[..], &["etc/secret", "etc/up"]].concat()
+        );
+        assert_eq!(m[&p("etc/root")].content, "/");
+        let secret = &m[&p("etc/secret")];
+        assert_eq!(secret.kind, Kind::Symlink);
+        assert_eq!(secret.content, l.path("outside/x").to_str().unwrap());
+
+        // A linked `sub` is one symlink; a missing one is empty.
+        let linked = manifest(&r, Path::new("etc2")).unwrap();
+        assert_eq!(keys(&linked), ["etc2"]);
+        assert_eq!(linked[&p("etc2")].kind, Kind::Symlink);
+        assert!(manifest(&r, Path::new("nope")).unwrap().is_empty());
+        let e = manifest(&r, Path::new("etc/dirlink/inner")).unwrap_err();
+        assert!(matches!(e, TreeError::Escapes { .. }), "{e}");
+        assert!(manifest(&r, Path::new("../outside")).is_err());
+    }
+
+    #[test]
+    fn manifest_of_two_thousand_files_is_fast() {
+        let l = Layers::new();
+        let r = l.admin();
+        for d in 0..40 {
+            let sub = r.join(format!("etc/d{d}"));
+            fs::create_dir(&sub).unwrap();
+            for f in 0..50 {
+                fs::write(sub.join(format!("f{f}")), [b'x'; 2048]).unwrap();
+            }
+        }
+        let start = Instant::now();
+        let m = manifest(&r, Path::new("etc")).unwrap();
+        let took = start.elapsed();
+        assert_eq!(m.len(), 1 + 40 + 2000);
+        eprintln!("manifest of 2,041 paths: {took:?}");
+        assert!(took.as_millis() < 1000, "{took:?}");
+    }
+
+    #[test]
+    fn owners_are_read_without_following_links() {
+        let l = Layers::new();
+        let r = l.admin();
+        file(r.join("etc/f"), "", 0o644);
+        dir(r.join("var/lib"), 0o755);
+        // `/` belongs to root: were the link followed, uid 0 would show.
+        symlink("/", r.join("etc/root")).unwrap();
+        let root = rustix::process::geteuid().is_root();
+        let (uid, gid) = if root {
+            give_away(&r, &["etc", "etc/f", "etc/root", "var", "var/lib"]);
+            (4321, 4322)
+        } else {
+            let me = (rustix::process::geteuid(), rustix::process::getegid());
+            (me.0.as_raw(), me.1.as_raw())
+        };
+        let (uids, gids) = owners(&r, &[Path::new("etc"), Path::new("var")]).unwrap();
+        assert_eq!(uids.into_iter().collect::<Vec<_>>(), [uid]);
+        assert_eq!(gids.into_iter().collect::<Vec<_>>(), [gid]);
+    }
+
+    /// The admin's tree of every kind, with modes and (where the
+    /// filesystem allows) a user xattr; the target has the vendor's
+    /// versions of some. Returns whether xattrs are supported.
+    fn admin_and_vendor(l: &Layers) -> bool {
+        let (a, t) = (l.admin(), l.target());
+        for r in [&a, &t] {
+            dir(r.join("etc"), 0o755);
+        }
+        file(a.join("etc/file"), "admin", 0o640);
+        dir(a.join("etc/sub"), 0o2750);
+        file(a.join("etc/sub/f"), "admin f", 0o600);
+        symlink("../outside/x", a.join("etc/link")).unwrap();
+        fifo(a.join("etc/fifo"), 0o620);
+        file(t.join("etc/file"), "vendor", 0o644);
+        dir(t.join("etc/sub"), 0o755);
+        let xattrs = xattr(&a.join("etc/file"), "user.test", b"admin");
+        if xattrs {
+            assert!(xattr(&a.join("etc/sub"), "user.test", b"admin dir"));
+            assert!(xattr(
+                &t.join("etc/sub"),
+                "user.vendor",
+                b"only the vendor's"
+            ));
+            assert!(xattr(
+                &t.join("etc/file"),
+                "user.vendor",
+                b"only the vendor's"
+            ));
+        }
+        xattrs
+    }
+
+    #[test]
+    fn copy_from_admin_puts_every_kind_with_its_metadata_and_is_idempotent() {
+        let l = Layers::new();
+        let xattrs = admin_and_vendor(&l);
+        let mut ops = ["etc/fifo", "etc/file", "etc/link", "etc/sub", "etc/sub/f"]
+            .map(copy)
+            .to_vec();
+        if rustix::process::geteuid().is_root() {
+            give_away(
+                &l.admin(),
+                &["etc/fifo", "etc/file", "etc/link", "etc/sub", "etc/sub/f"],
+            );
+            // Where devices can be made at all (not in every container).
+            let null = l.admin().join("etc/null");
+            let dev = rustix::fs::makedev(1, 3);
+            let made = rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &null,
+                FileType::CharacterDevice,
+                Mode::from_raw_mode(0o666),
+                dev,
+            );
+            if made.is_ok() {
+                ops.insert(0, copy("etc/null"));
+            }
+        }
+        // Set after the chown above, which clears it; a chown in `apply`
+        // must come before the chmod too.
+        file(l.admin().join("etc/file"), "admin", 0o4750);
+        assert!(l.apply(&ops).unwrap().is_empty());
+
+        let admin = manifest(&l.admin(), Path::new("etc")).unwrap();
+        let target = manifest(&l.target(), Path::new("etc")).unwrap();
+        assert_eq!(target, admin);
+        assert_eq!(target[&p("etc/file")].mode, 0o4750);
+        if xattrs {
+            let sub = &target[&p("etc/sub")].xattrs;
+            assert_eq!(sub.keys().collect::<Vec<_>>(), ["user.test"]);
+        }
+        // The link was copied as a link, not what it points to.
+        assert_eq!(link_of(l.target().join("etc/link")), p("../outside/x"));
+
+        assert!(l.apply(&ops).unwrap().is_empty());
+        assert_eq!(manifest(&l.target(), Path::new("etc")).unwrap(), admin);
+        l.assert_outside_untouched();
+    }
+
+    #[test]
+    fn copy_replaces_a_file_by_a_link_and_a_link_by_a_file_without_following() {
+        let l = Layers::new();
+        let (a, t) = (l.admin(), l.target());
+        symlink(l.path("outside/x"), a.join("etc/a")).unwrap();
+        file(a.join("etc/b"), "admin b", 0o644);
+        file(t.join("etc/a"), "vendor a", 0o644);
+        symlink(l.path("outside/x"), t.join("etc/b")).unwrap();
+
+        l.apply(&[copy("etc/a"), copy("etc/b")]).unwrap();
+        assert_eq!(link_of(t.join("etc/a")), l.path("outside/x"));
+        assert!(fs::symlink_metadata(t.join("etc/b")).unwrap().is_file());
+        assert_eq!(fs::read_to_string(t.join("etc/b")).unwrap(), "admin b");
+        l.assert_outside_untouched();
+    }
+
+    #[test]
+    fn copy_from_admin_refuses_to_replace_a_directory() {
+        let l = Layers::new();
+        file(l.admin().join("etc/d"), "admin", 0o644);
+        dir(l.target().join("etc/d"), 0o755);
+        file(l.target().join("etc/d/vendor"), "v", 0o644);
+        let e = l.apply(&[copy("etc/d")]).unwrap_err();
+        assert!(matches!(e, TreeError::DirInTheWay { .. }), "{e}");
+        assert!(l.target().join("etc/d/vendor").exists());
+    }
+
+    #[test]
+    fn set_aside_keeps_the_vendors_directory_and_runs_again_harmlessly() {
+        let l = Layers::new();
+        let t = l.target();
+        file(l.admin().join("etc/d"), "admin", 0o600);
+        dir(t.join("etc/d/b"), 0o755);
+        file(t.join("etc/d/a"), "vendor a", 0o644);
+        file(t.join("etc/d/b/c"), "vendor c", 0o644);
+        // An older set-aside copy is replaced.
+        dir(t.join("etc/d.imgnew"), 0o755);
+        file(t.join("etc/d.imgnew/old"), "old", 0o644);
+        let ops = [Op::SetAside { path: p("etc/d") }, copy("etc/d")];
+
+        // A crash after the first op, then the whole list again, twice.
+        l.apply(&ops[..1]).unwrap();
+        l.apply(&ops).unwrap();
+        let once = manifest(&t, Path::new("etc")).unwrap();
+        assert_eq!(
+            keys(&once),
+            [
+                "etc",
+                "etc/d",
+                "etc/d.imgnew",
+                "etc/d.imgnew/a",
+                "etc/d.imgnew/b",
+                "etc/d.imgnew/b/c"
+            ]
+        );
+        assert_eq!(once[&p("etc/d")].kind, Kind::File);
+        l.apply(&ops).unwrap();
+        assert_eq!(manifest(&t, Path::new("etc")).unwrap(), once);
+        assert_eq!(fs::read_to_string(t.join("etc/d")).unwrap(), "admin");
+    }
+
+    #[test]
+    fn set_aside_drops_an_old_imgnew_link_without_following_it() {
+        let l = Layers::new();
+        let t = l.target();
+        file(l.admin().join("etc/f"), "admin", 0o644);
+        file(t.join("etc/f"), "vendor", 0o644);
+        symlink(l.path("outside"), t.join("etc/f.imgnew")).unwrap();
+        l.apply(&[Op::SetAside { path: p("etc/f") }]).unwrap();
+        assert_eq!(
+            fs::read_to_string(t.join("etc/f.imgnew")).unwrap(),
+            "vendor"
+        );
+        assert!(!t.join("etc/f").exists());
+        l.assert_outside_untouched();
+    }
+
+    #[test]
+    fn write_replaces_a_link_with_the_file_and_its_meta() {
+        let l = Layers::new();
+        let t = l.target();
+        symlink(l.path("outside/x"), t.join("etc/passwd")).unwrap();
+        let me = (rustix::process::geteuid(), rustix::process::getegid());
+        let meta = Meta {
+            kind: Kind::File,
+            mode: 0o604,
+            uid: me.0.as_raw(),
+            gid: me.1.as_raw(),
+            xattrs: BTreeMap::new(),
+            content: String::new(),
+        };
+        let write = |meta: &Meta| Op::Write {
+            path: p("etc/passwd"),
+            content: "root:x:0:0::/root:/bin/sh\n".into(),
+            meta: meta.clone(),
+        };
+        l.apply(&[write(&meta), write(&meta)]).unwrap();
+        let m = manifest(&t, Path::new("etc/passwd")).unwrap();
+        let got = &m[&p("etc/passwd")];
+        assert_eq!((got.kind, got.mode), (Kind::File, 0o604));
+        assert_eq!(
+            got.content,
+            hex(&Sha256::digest(b"root:x:0:0::/root:/bin/sh\n"))
+        );
+        l.assert_outside_untouched();
+
+        let dir_meta = Meta {
+            kind: Kind::Dir,
+            ..meta
+        };
+        let e = l.apply(&[write(&dir_meta)]).unwrap_err();
+        assert!(matches!(e, TreeError::Unsupported { .. }), "{e}");
+    }
+
+    #[test]
+    fn remove_is_idempotent_and_keeps_directories_still_holding_files() {
+        let l = Layers::new();
+        let t = l.target();
+        file(t.join("etc/f"), "", 0o644);
+        symlink("/", t.join("etc/link")).unwrap();
+        dir(t.join("etc/empty"), 0o755);
+        dir(t.join("etc/full"), 0o755);
+        file(t.join("etc/full/x"), "", 0o644);
+        let ops = [
+            "etc/f",
+            "etc/link",
+            "etc/empty",
+            "etc/full",
+            "etc/gone",
+            "etc/no/x",
+        ]
+        .map(|s| Op::Remove { path: p(s) });
+        for _ in 0..2 {
+            let notes = l.apply(&ops).unwrap();
+            assert_eq!(
+                notes,
+                ["etc/full kept: not empty (the vendor added files to it)"]
+            );
+            let m = manifest(&t, Path::new("etc")).unwrap();
+            assert_eq!(keys(&m), ["etc", "etc/full", "etc/full/x"]);
+        }
+    }
+
+    #[test]
+    fn operations_through_a_link_in_the_target_fail_and_touch_nothing_outside() {
+        let l = Layers::new();
+        dir(l.admin().join("etc/evil"), 0o755);
+        file(l.admin().join("etc/evil/x"), "admin", 0o644);
+        file(l.admin().join("etc/evil/y"), "admin", 0o644);
+        let meta = manifest(&l.admin(), Path::new("etc/evil/y")).unwrap()[&p("etc/evil/y")].clone();
+        let links = [
+            (l.path("empty"), l.path("outside")),
+            (p("../../empty"), p("../../outside")),
+        ];
+        for (empty, outside) in links {
+            let evil = l.target().join("etc/evil");
+            let _ = fs::remove_file(&evil);
+            // Creations would land in `empty`; removals in `outside`.
+            symlink(&empty, &evil).unwrap();
+            let creations = [
+                copy("etc/evil/x"),
+                Op::Write {
+                    path: p("etc/evil/y"),
+                    content: "evil".into(),
+                    meta: meta.clone(),
+                },
+            ];
+            for op in creations {
+                let e = l.apply(&[op]).unwrap_err();
+                assert!(matches!(e, TreeError::Escapes { .. }), "{e}");
+                l.assert_outside_untouched();
+            }
+            fs::remove_file(&evil).unwrap();
+            symlink(&outside, &evil).unwrap();
+            for op in [
+                Op::Remove {
+                    path: p("etc/evil/x"),
+                },
+                Op::SetAside {
+                    path: p("etc/evil/x"),
+                },
+            ] {
+                let e = l.apply(&[op]).unwrap_err();
+                assert!(matches!(e, TreeError::Escapes { .. }), "{e}");
+                l.assert_outside_untouched();
+            }
+        }
+    }
+
+    #[test]
+    fn links_inside_the_layer_are_not_followed_either() {
+        let l = Layers::new();
+        let t = l.target();
+        dir(l.admin().join("etc/ssh"), 0o755);
+        file(l.admin().join("etc/ssh/y"), "admin", 0o644);
+        dir(t.join("usr"), 0o755);
+        file(t.join("usr/x"), "vendor", 0o644);
+        // Following it would change `/usr` of the new layer.
+        symlink("../usr", t.join("etc/ssh")).unwrap();
+        for op in [
+            copy("etc/ssh/y"),
+            Op::Remove {
+                path: p("etc/ssh/x"),
+            },
+        ] {
+            let e = l.apply(&[op]).unwrap_err();
+            assert!(matches!(e, TreeError::Escapes { .. }), "{e}");
+        }
+        let usr = manifest(&t, Path::new("usr")).unwrap();
+        assert_eq!(keys(&usr), ["usr", "usr/x"]);
+    }
+
+    /// A tmpfs mounted for a test, unmounted when dropped.
+    struct Tmpfs(PathBuf);
+
+    impl Tmpfs {
+        fn mount(at: &Path) -> Option<Tmpfs> {
+            let mount = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "tmpfs"])
+                .arg(at)
+                .status();
+            mount
+                .is_ok_and(|s| s.success())
+                .then(|| Tmpfs(at.to_path_buf()))
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+
+    #[test]
+    fn a_filesystem_mounted_inside_is_left_alone() {
+        let l = Layers::new();
+        let t = l.target();
+        dir(t.join("etc/mnt"), 0o755);
+        // Mounting needs root (and a container that allows it).
+        let Some(_mounted) = Tmpfs::mount(&t.join("etc/mnt")) else {
+            eprintln!("no tmpfs mounted: skipped");
+            return;
+        };
+        file(t.join("etc/mnt/x"), "another volume", 0o644);
+        assert_eq!(keys(&manifest(&t, Path::new("etc")).unwrap()), ["etc"]);
+        let e = manifest(&t, Path::new("etc/mnt")).unwrap_err();
+        assert!(matches!(e, TreeError::OtherFs { .. }), "{e}");
+        let e = l
+            .apply(&[Op::Remove {
+                path: p("etc/mnt/x"),
+            }])
+            .unwrap_err();
+        assert!(matches!(e, TreeError::Escapes { .. }), "{e}");
+        let e = l.apply(&[Op::SetAside { path: p("etc/mnt") }]).unwrap_err();
+        assert!(matches!(e, TreeError::OtherFs { .. }), "{e}");
+        assert!(t.join("etc/mnt/x").exists());
+    }
+
+    #[test]
+    fn paths_leaving_the_layer_are_refused() {
+        let l = Layers::new();
+        let abs = l.path("outside/x");
+        for path in [abs, p("../outside/x"), p("etc/../../outside/x"), p("")] {
+            let e = l.apply(&[Op::Remove { path }]).unwrap_err();
+            assert!(matches!(e, TreeError::BadPath(_)), "{e}");
+        }
+        l.assert_outside_untouched();
+    }
+
+    #[test]
+    fn add_missing_adds_only_what_is_missing_and_skips_links_and_files() {
+        let l = Layers::new();
+        let (src, dst) = (l.admin(), l.target());
+        dir(src.join("var/lib/sub"), 0o750);
+        file(src.join("var/lib/a"), "src a", 0o644);
+        file(src.join("var/lib/new"), "new", 0o600);
+        file(src.join("var/lib/sub/deep"), "deep", 0o640);
+        dir(src.join("var/cache"), 0o755);
+        file(src.join("var/cache/c"), "c", 0o644);
+        dir(src.join("var/spool"), 0o755);
+        file(src.join("var/spool/s"), "s", 0o644);
+        symlink("../run", src.join("var/run")).unwrap();
+        fifo(src.join("var/lib/fifo"), 0o600);
+        dir(dst.join("var/lib"), 0o700);
+        file(dst.join("var/lib/a"), "dst a", 0o600);
+        symlink(l.path("empty"), dst.join("var/cache")).unwrap();
+        file(dst.join("var/spool"), "a file", 0o644);
+        let before = manifest(&dst, Path::new("var")).unwrap();
+
+        let added = add_missing(&src, &dst, Path::new("var")).unwrap();
+        let expected = [
+            "var/lib/fifo",
+            "var/lib/new",
+            "var/lib/sub",
+            "var/lib/sub/deep",
+            "var/run",
+        ];
+        assert_eq!(added, expected.map(p));
+        let after = manifest(&dst, Path::new("var")).unwrap();
+        let src_m = manifest(&src, Path::new("var")).unwrap();
+        for (path, meta) in &after {
+            match before.get(path) {
+                Some(old) => assert_eq!(meta, old, "{path:?} changed"),
+                None => assert_eq!(meta, &src_m[path], "{path:?} copied"),
+            }
+        }
+        assert_eq!(after.len(), before.len() + added.len());
+        l.assert_outside_untouched();
+        assert!(
+            add_missing(&src, &dst, Path::new("var"))
+                .unwrap()
+                .is_empty()
+        );
+
+        // Into a layer without the directory at all.
+        let added = add_missing(&src, &l.path("empty"), Path::new("var")).unwrap();
+        assert_eq!(added.len(), src_m.len());
+        assert_eq!(manifest(&l.path("empty"), Path::new("var")).unwrap(), src_m);
+    }
+}
