@@ -25,12 +25,21 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// Lowercase hex sha256 of a file, streaming in 1 MiB reads, calling
 /// progress(bytes_done_so_far) after each read.
 pub fn sha256_file(path: &Path, progress: &mut dyn FnMut(u64)) -> io::Result<String> {
-    let mut file = File::open(path)?;
+    sha256_read(&mut File::open(path)?, CHUNK, progress)
+}
+
+/// Lowercase hex sha256 of what `r` yields, in reads of `chunk` bytes (a
+/// small chunk for many small files: the buffer is zeroed each call).
+pub(crate) fn sha256_read(
+    r: &mut dyn Read,
+    chunk: usize,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<String> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; chunk];
     let mut done = 0u64;
     loop {
-        let n = match file.read(&mut buf) {
+        let n = match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -323,10 +323,9 @@ fn add_to_shared_var(n: &Path, source: &str) -> Result<Vec<PathBuf>> {
              volume, or remove the entry, before updating"
         ))
     })?;
-    let var = Path::new("var");
     if let Some(dir) = crate::sys::fs::DevNum::of_node(&dev)?.and_then(crate::sys::fs::mount_point_of)
     {
-        return Ok(tree::add_missing_into(n, var, &dir)?);
+        return add_image_var(n, &dir);
     }
     let runner = crate::sys::cmd::SystemRunner;
     let dir = crate::sys::mount::temp_mount_point("imgbase-var-")
@@ -338,9 +337,33 @@ fn add_to_shared_var(n: &Path, source: &str) -> Result<Vec<PathBuf>> {
         "nodev,nosuid",
     )
     .map_err(crate::sys::fs::FsError::from)?;
-    let added = tree::add_missing_into(n, var, m.path());
+    let added = add_image_var(n, m.path());
     m.unmount().map_err(crate::sys::fs::FsError::from)?;
-    Ok(added?)
+    added
+}
+
+/// What the new layer `n` holds under `var/` that the volume mounted at
+/// `volume` lacks, added there (never over anything); paths as `var/…`.
+fn add_image_var(n: &Path, volume: &Path) -> Result<Vec<PathBuf>> {
+    // The layer is untrusted: its var must be a directory, not a link
+    // that would make the walk start elsewhere.
+    let var = n.join("var");
+    match std::fs::symlink_metadata(&var) {
+        Ok(m) if m.is_dir() => {}
+        _ => return Ok(Vec::new()),
+    }
+    let mut added = Vec::new();
+    let mut top: Vec<_> = std::fs::read_dir(&var)
+        .map_err(|e| Error::Refused(format!("reading {}: {e}", var.display())))?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    top.sort();
+    for name in top {
+        for p in tree::add_missing(&var, volume, Path::new(&name))? {
+            added.push(Path::new("var").join(p));
+        }
+    }
+    Ok(added)
 }
 
 /// `/dev/…`, `UUID=…`, `LABEL=…` to a device node.
