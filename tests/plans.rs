@@ -4,14 +4,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use imgbase::boot::BootError;
 use imgbase::boot::loader::{Boot, Loader};
 use imgbase::error::Error;
 use imgbase::model::layout::Layout;
 use imgbase::plan::journal::Journal;
 use imgbase::plan::{BootStep, Executor, FilesStep, LvmStep, Plan, Step};
-use imgbase::sys::boot::{BootExec, LayerTrees};
-use imgbase::sys::fakes::{FakeFilesystems, FakeImages, FakeLvm};
+use imgbase::sys::boot::BootExec;
+use imgbase::sys::fakes::{DirTrees, FakeFilesystems, FakeImages, FakeLvm};
 use imgbase::sys::lvm::{LvRecord, Lvm, Scope};
 use imgbase::sys::progress::Progress;
 use imgbase::verbs::boot::BootView;
@@ -52,33 +51,6 @@ fn run_with_boot(f: &FakeLvm, plan: &Plan, boot: Option<&BootExec>) -> Result<()
         assert!(journal.unfinished(None).unwrap().is_empty(), "{r:?}");
     }
     r
-}
-
-/// Layer trees as plain directories, `DIR/<lv>`.
-struct DirTrees(PathBuf);
-
-impl LayerTrees for DirTrees {
-    fn with_tree(
-        &self,
-        _vg: &str,
-        lv: &str,
-        f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
-    ) -> Result<(), BootError> {
-        f(&self.0.join(lv))
-    }
-
-    fn with_writable_tree(
-        &self,
-        vg: &str,
-        lv: &str,
-        f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
-    ) -> Result<(), BootError> {
-        self.with_tree(vg, lv, f)
-    }
-
-    fn set_oneshot(&self, _boot_dir: &Path, _id: Option<&str>) -> Result<(), BootError> {
-        Ok(())
-    }
 }
 
 fn snapshot(f: &FakeLvm) -> (Vec<LvRecord>, Vec<String>) {
@@ -499,7 +471,7 @@ fn a_failed_boot_setup_keeps_the_kernels_it_rewrote() {
     fs::write(kernel_dir.join("initrd.img-6.1"), "i").unwrap();
     let boot_dir = t.path().join("boot");
     fs::create_dir_all(boot_dir.join("grub")).unwrap();
-    let trees = DirTrees(t.path().join("trees"));
+    let trees = DirTrees::new(t.path().join("trees"));
     let exec = BootExec {
         boot: Boot::new(&boot_dir, Loader::Grub),
         trees: &trees,
@@ -537,7 +509,7 @@ impl BootNode {
         let f = node();
         let t = tempfile::tempdir().unwrap();
         fs::create_dir_all(t.path().join("boot/grub")).unwrap();
-        let trees = DirTrees(t.path().join("trees"));
+        let trees = DirTrees::new(t.path().join("trees"));
         let journal = Journal::new(t.path().join("journal"));
         let n = BootNode {
             f,

@@ -159,3 +159,99 @@ fn an_update_collects_old_bases_last_past_the_default() {
         .unwrap();
     assert!(carried < layer_named && layer_named < ponr, "{p}");
 }
+
+/// Trees of a node as directories: the old base, the admin's layer and
+/// the new layer (a copy of the new base), each with an `etc/`.
+fn trees(dir: &Path) {
+    let put = |lv: &str, files: &[(&str, &str)]| {
+        for (path, text) in files {
+            let p = dir.join(lv).join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+    };
+    let base = [
+        ("etc/admin.conf", "1\n"),
+        ("etc/vendor.conf", "1\n"),
+        ("etc/both.conf", "1\n"),
+        ("etc/gone.conf", "1\n"),
+        ("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
+        ("etc/fstab", "/dev/HostVG/Node-1.0-0+2 / ext4 defaults 1 1\n"),
+        ("var/lib/state", "vendor\n"),
+    ];
+    put("Node-1.0-0", &base);
+    put("Node-1.0-0+2", &base);
+    put(
+        "Node-1.0-0+2",
+        &[
+            ("etc/admin.conf", "admin\n"),
+            ("etc/both.conf", "admin\n"),
+            ("etc/mine.conf", "mine\n"),
+            ("etc/passwd", "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n"),
+            ("var/lib/state", "admin's\n"),
+        ],
+    );
+    std::fs::remove_file(dir.join("Node-1.0-0+2/etc/gone.conf")).unwrap();
+    let new = "imgbase-tmp-Node-2.0-0+1";
+    put(new, &base);
+    put(
+        new,
+        &[
+            ("etc/vendor.conf", "2\n"),
+            ("etc/both.conf", "2\n"),
+            ("etc/passwd", "root:x:0:0::/root:/bin/sh\nchrony:x:995:995::/:/bin/false\n"),
+            ("var/lib/new", "from 2.0\n"),
+        ],
+    );
+}
+
+#[test]
+fn the_carry_step_merges_the_admins_etc_into_the_new_layer_and_reports_it() {
+    use imgbase::plan::Executor;
+    use imgbase::sys::fakes::{DirTrees, FakeFilesystems, FakeImages};
+    let t = tempfile::tempdir().unwrap();
+    trees(t.path());
+    let report = t.path().join("state/updates/Node-2.0-0+1.json");
+    let mut plan = Plan::new("HostVG", "carry");
+    plan.push(CarryStep::CarryConfig {
+        layer: "imgbase-tmp-Node-2.0-0+1".into(),
+        final_name: "Node-2.0-0+1".into(),
+        admin: "Node-1.0-0+2".into(),
+        ancestor: "Node-1.0-0".into(),
+        keep: vec!["etc/fstab".into()],
+        report: report.clone(),
+    });
+    let f = node();
+    let trees = DirTrees::new(t.path().to_path_buf());
+    Executor {
+        lvm: &f,
+        fs: &FakeFilesystems::default(),
+        images: &FakeImages::default(),
+        progress: &imgbase::sys::progress::Progress::silent(),
+        boot: None,
+        trees: Some(&trees),
+        journal: None,
+    }
+    .execute("update", &plan)
+    .unwrap();
+    let new = t.path().join("imgbase-tmp-Node-2.0-0+1");
+    let read = |p: &str| std::fs::read_to_string(new.join(p)).unwrap_or_default();
+    assert_eq!(read("etc/admin.conf"), "admin\n");
+    assert_eq!(read("etc/vendor.conf"), "2\n");
+    assert_eq!(read("etc/both.conf"), "admin\n");
+    assert_eq!(read("etc/both.conf.imgnew"), "2\n");
+    assert_eq!(read("etc/mine.conf"), "mine\n");
+    assert!(!new.join("etc/gone.conf").exists());
+    let passwd = read("etc/passwd");
+    assert!(passwd.contains("alice:") && passwd.contains("chrony:"), "{passwd}");
+    // The root entry names the new layer by its final name.
+    assert_eq!(read("etc/fstab"), "/dev/HostVG/Node-2.0-0+1 / ext4 defaults 1 1\n");
+    // /var in the layer: the admin's state, and the image's new file.
+    assert_eq!(read("var/lib/state"), "admin's\n");
+    assert_eq!(read("var/lib/new"), "from 2.0\n");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(saved["layer"], "Node-2.0-0+1");
+    assert_eq!(saved["from"], "Node-1.0-0+2");
+    assert!(saved["decisions"].to_string().contains("etc/both.conf"), "{saved}");
+}

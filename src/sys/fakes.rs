@@ -358,3 +358,37 @@ impl Images for FakeImages {
         Ok(())
     }
 }
+
+/// Layer trees as plain directories, `DIR/<lv>` (read-only or not alike),
+/// for steps that work inside layers; one-shot boot ids are ignored.
+pub struct DirTrees(pub std::path::PathBuf);
+
+impl DirTrees {
+    pub fn new(dir: std::path::PathBuf) -> Self {
+        DirTrees(dir)
+    }
+}
+
+impl super::boot::LayerTrees for DirTrees {
+    fn with_tree(
+        &self,
+        _vg: &str,
+        lv: &str,
+        f: &mut dyn FnMut(&Path) -> Result<(), crate::boot::BootError>,
+    ) -> Result<(), crate::boot::BootError> {
+        f(&self.0.join(lv))
+    }
+
+    fn with_writable_tree(
+        &self,
+        vg: &str,
+        lv: &str,
+        f: &mut dyn FnMut(&Path) -> Result<(), crate::boot::BootError>,
+    ) -> Result<(), crate::boot::BootError> {
+        self.with_tree(vg, lv, f)
+    }
+
+    fn set_oneshot(&self, _: &Path, _: Option<&str>) -> Result<(), crate::boot::BootError> {
+        Ok(())
+    }
+}
