@@ -16,17 +16,17 @@ use crate::cli::{
     RollbackArgs, UpdateArgs,
 };
 use crate::config::Config;
-use crate::plan::carry::{self as carry_step, Report};
-use crate::sys::images::ImageInfo;
 use crate::image::digest::{digest_from_sums, parse_sha256};
 use crate::model::layout::Layout;
 use crate::model::size::parse_size;
+use crate::plan::carry::{self as carry_step, Report};
 use crate::plan::journal::Journal;
 use crate::plan::{Executor, Plan, Recovered};
 use crate::sys::boot::{BootExec, RealTrees, running_cmdline};
 use crate::sys::cmd::SystemRunner;
 use crate::sys::fetch::{Fetcher, is_url};
 use crate::sys::fs::{DevNum, RealFilesystems, mount_point_of};
+use crate::sys::images::ImageInfo;
 use crate::sys::images::{Images, RealImages};
 use crate::sys::lock::OpLock;
 use crate::sys::lvm::LvmCli;
@@ -514,7 +514,13 @@ impl App<'_> {
         let plan = update::plan_update(&layout, ctx.boot.as_ref(), &req)?;
         if self.cli.dry_run {
             let (_, from) = update::carried_from(&layout, ctx.boot.as_ref())?;
-            let preview = self.preview(&ctx, &layout, &from.volume.lv, Vendor::Image(&info), &config);
+            let preview = self.preview(
+                &ctx,
+                &layout,
+                &from.volume.lv,
+                Vendor::Image(&info),
+                &config,
+            );
             return self.print_preview(&recovered, &plan, preview);
         }
         self.with_executor(&ctx, &plan.vg, |x| x.execute("update", &plan))
@@ -641,14 +647,19 @@ impl App<'_> {
         let view = self.boot_view().ok().flatten();
         let from = match &a.layer {
             Some(l) => layout.find_layer(l)?.1.volume.lv.clone(),
-            None => update::carried_from(&layout, view.as_ref())?.1.volume.lv.clone(),
+            None => update::carried_from(&layout, view.as_ref())?
+                .1
+                .volume
+                .lv
+                .clone(),
         };
         let config = Config::load(&self.cli.config)?;
         if let Some(against) = &a.against {
             let report = if layout.base(against).is_some() {
                 self.preview(&ctx, &layout, &from, Vendor::Base(against), &config)
             } else {
-                let (info, _) = self.open_image(against, None, a.no_verify || !is_url(against), true)?;
+                let (info, _) =
+                    self.open_image(against, None, a.no_verify || !is_url(against), true)?;
                 self.preview(&ctx, &layout, &from, Vendor::Image(&info), &config)
             }
             .map_err(anyhow::Error::msg)
@@ -665,8 +676,15 @@ impl App<'_> {
         if self.cli.json {
             return print_json(&changes);
         }
-        println!("Changes to /etc of {from} against its base {}:", base.volume.lv);
-        for (mark, list) in [("+", &changes.added), ("~", &changes.changed), ("-", &changes.deleted)] {
+        println!(
+            "Changes to /etc of {from} against its base {}:",
+            base.volume.lv
+        );
+        for (mark, list) in [
+            ("+", &changes.added),
+            ("~", &changes.changed),
+            ("-", &changes.deleted),
+        ] {
             for p in list {
                 println!("{mark} /{}", p.display());
             }

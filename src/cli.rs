@@ -152,15 +152,19 @@ pub enum Command {
     /// Install a new OS version: a base from IMAGE, a first layer on it
     /// with the admin's configuration carried over (/etc merged three-way,
     /// accounts by name, /var), booted by default from the next boot
-    #[command(after_help = "Examples:\n  imgbase update --dry-run /srv/images/node-2.0-0.squashfs\n  \
+    #[command(
+        after_help = "Examples:\n  imgbase update --dry-run /srv/images/node-2.0-0.squashfs\n  \
                   imgbase update https://images.example.com/node-2.0-0.qcow2\n  \
                   imgbase update --format liveimg node-2.0-0.squashfs\n  \
-                  imgbase --json update node-2.0-0.tar.zst")]
+                  imgbase --json update node-2.0-0.tar.zst"
+    )]
     Update(UpdateArgs),
     /// Show the admin's changes to /etc of a layer (against its base), or
     /// with --against what an update to IMAGE or BASE would do with them
-    #[command(after_help = "Examples:\n  imgbase diff\n  imgbase diff Node-1.0-0+1 --json\n  \
-                  imgbase diff --against node-2.0-0.squashfs\n  imgbase diff --against Node-2.0-0")]
+    #[command(
+        after_help = "Examples:\n  imgbase diff\n  imgbase diff Node-1.0-0+1 --json\n  \
+                  imgbase diff --against node-2.0-0.squashfs\n  imgbase diff --against Node-2.0-0"
+    )]
     Diff(DiffArgs),
     /// Say which layer the running system is on
     W,

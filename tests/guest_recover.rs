@@ -135,7 +135,11 @@ impl Node {
         a.extend_from_slice(args);
         let plan: serde_json::Value = serde_json::from_str(&self.ok(&a)).unwrap();
         // `update --dry-run --json` wraps its plan with the /etc preview.
-        let plan = if plan["plan"].is_object() { &plan["plan"] } else { &plan };
+        let plan = if plan["plan"].is_object() {
+            &plan["plan"]
+        } else {
+            &plan
+        };
         plan["steps"].as_array().unwrap().len()
     }
 
@@ -459,7 +463,16 @@ fn update_killed_at_every_step() {
     fs::write(&conf, "[update]\nbases_to_keep = 9\n").unwrap();
     let new = ["Node-2.0-0".to_string(), "Node-2.0-0+1".to_string()];
     let (absent, done) = n.kill_at_every_step(
-        |_| owned(&["--config", s(&conf), "update", "--nvr", "Node-2.0-0", s(&image)]),
+        |_| {
+            owned(&[
+                "--config",
+                s(&conf),
+                "update",
+                "--nvr",
+                "Node-2.0-0",
+                s(&image),
+            ])
+        },
         |n, c| {
             c.removed.is_empty()
                 && c.added == new
@@ -485,7 +498,10 @@ fn an_update_is_refused_up_front_when_boot_is_too_small() {
     // new kernels and the reserve need.
     let small = n.work.path().join("smallboot");
     fs::create_dir(&small).unwrap();
-    sh("mount", &["-t", "tmpfs", "-o", "size=4M", "smallboot", s(&small)]);
+    sh(
+        "mount",
+        &["-t", "tmpfs", "-o", "size=4M", "smallboot", s(&small)],
+    );
     sh("cp", &["-a", &format!("{}/.", s(&n.boot)), s(&small)]);
     let filler = small.join("filler");
     sh("fallocate", &["-l", "2900K", s(&filler)]);

@@ -46,7 +46,10 @@ fn vendor_v1(work: &Work) -> PathBuf {
         "root:x:0:0:root:/root:/bin/bash\nbin:x:1:1:bin:/bin:/sbin/nologin\n\
          olddaemon:x:990:990::/:/sbin/nologin\n",
     );
-    write(&etc.join("group"), "root:x:0:\nbin:x:1:\nolddaemon:x:990:\n");
+    write(
+        &etc.join("group"),
+        "root:x:0:\nbin:x:1:\nolddaemon:x:990:\n",
+    );
     write(
         &etc.join("shadow"),
         "root:!locked::0:99999:7:::\nbin:*:19000::::::\nolddaemon:*:19000::::::\n",
@@ -131,8 +134,7 @@ fn admin_changes(root: &Path, vg: &str, layer: &str) {
     write(&etc.join("shadow"), &shadow);
     // olddaemon still owns a file: the account must survive the update.
     write(&root.join("var/lib/olddaemon/state"), "x\n");
-    std::os::unix::fs::lchown(root.join("var/lib/olddaemon/state"), Some(990), Some(990))
-        .unwrap();
+    std::os::unix::fs::lchown(root.join("var/lib/olddaemon/state"), Some(990), Some(990)).unwrap();
     write(&root.join("var/log/admin.log"), "admin's log\n");
 }
 
@@ -228,7 +230,10 @@ fn an_update_carries_the_admins_configuration_path_by_path() {
     assert_eq!(text("becomes-dir/inside.conf"), "admin's dir\n");
     assert_eq!(text("becomes-dir.imgnew"), "v2\n");
     assert_eq!(text("hostname"), "node-17\n");
-    assert!(!etc.join("hostname.imgnew").exists(), "a kept path got an .imgnew");
+    assert!(
+        !etc.join("hostname.imgnew").exists(),
+        "a kept path got an .imgnew"
+    );
     assert_eq!(
         xattrs_of(&etc.join("labelled.conf"))[SELINUX],
         b"system_u:object_r:admin_home_t:s0\0"
@@ -242,9 +247,15 @@ fn an_update_carries_the_admins_configuration_path_by_path() {
     let shadow = text("shadow");
     assert!(shadow.contains("alice:$6$salt$hashofalice"), "{shadow}");
     assert!(shadow.contains("chrony:"), "{shadow}");
-    assert_eq!(fs::metadata(etc.join("shadow")).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(etc.join("shadow")).unwrap().mode() & 0o777,
+        0o600
+    );
     // The root entry follows the layer; /var came along.
-    assert_eq!(text("fstab"), format!("/dev/{}/{new} / ext4 defaults 1 1\n", vg.name));
+    assert_eq!(
+        text("fstab"),
+        format!("/dev/{}/{new} / ext4 defaults 1 1\n", vg.name)
+    );
     assert_eq!(read(&m.path().join("var/log/admin.log")), "admin's log\n");
     drop(m);
 
@@ -258,8 +269,14 @@ fn an_update_carries_the_admins_configuration_path_by_path() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert!(changed.contains(&"etc/changed-by-admin.conf"), "{diff}");
-    assert!(diff["deleted"].to_string().contains("deleted-by-admin"), "{diff}");
-    assert!(diff["added"].to_string().contains("added-by-admin"), "{diff}");
+    assert!(
+        diff["deleted"].to_string().contains("deleted-by-admin"),
+        "{diff}"
+    );
+    assert!(
+        diff["added"].to_string().contains("added-by-admin"),
+        "{diff}"
+    );
     drop(work);
 }
 
@@ -281,7 +298,10 @@ fn refusals_come_up_front_and_change_nothing() {
     vg.refused(&["--config", s(&conf), "update", s(&v2)], "limit");
     // A bad config file is one line naming it.
     fs::write(&conf, "[update]\npool_treshold = 2\n").unwrap();
-    vg.refused(&["--config", s(&conf), "update", s(&v2)], "imgbase.conf is not valid");
+    vg.refused(
+        &["--config", s(&conf), "update", s(&v2)],
+        "imgbase.conf is not valid",
+    );
     // Another operation holds the lock.
     let mut holder = std::process::Command::new("flock")
         .args([s(&vg.lock), "sleep", "20"])

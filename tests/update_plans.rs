@@ -70,17 +70,15 @@ fn an_update_is_a_base_then_a_layer_with_the_configuration_carried_over() {
     let p = update(&f, &image("Node-2.0-0", 300 * MIB), false, 80.0).unwrap();
     assert_eq!(p.created, ["Node-2.0-0", "Node-2.0-0+1"]);
     let pos = |want: &dyn Fn(&Step) -> bool| p.steps.iter().position(want).unwrap();
-    let base_named = pos(&|s| {
-        matches!(s, Step::Lvm(LvmStep::Rename { to, .. }) if to == "Node-2.0-0")
-    });
+    let base_named =
+        pos(&|s| matches!(s, Step::Lvm(LvmStep::Rename { to, .. }) if to == "Node-2.0-0"));
     let layer_made = pos(&|s| {
         matches!(s, Step::Lvm(LvmStep::Snapshot { origin, lv, .. })
             if origin == "Node-2.0-0" && lv == "imgbase-tmp-Node-2.0-0+1")
     });
     let carried = pos(&|s| matches!(s, Step::Carry(_)));
-    let layer_named = pos(&|s| {
-        matches!(s, Step::Lvm(LvmStep::Rename { to, .. }) if to == "Node-2.0-0+1")
-    });
+    let layer_named =
+        pos(&|s| matches!(s, Step::Lvm(LvmStep::Rename { to, .. }) if to == "Node-2.0-0+1"));
     assert!(base_named < layer_made && layer_made < carried && carried < layer_named);
     // Without a boot booted from the VG, the newest layer is the admin's.
     let Step::Carry(CarryStep::CarryConfig {
@@ -97,7 +95,10 @@ fn an_update_is_a_base_then_a_layer_with_the_configuration_carried_over() {
     assert_eq!(admin, "Node-1.0-0+2");
     assert_eq!(ancestor, "Node-1.0-0");
     assert_eq!(layer, "imgbase-tmp-Node-2.0-0+1");
-    assert_eq!(report, Path::new("/var/lib/imgbase/updates/Node-2.0-0+1.json"));
+    assert_eq!(
+        report,
+        Path::new("/var/lib/imgbase/updates/Node-2.0-0+1.json")
+    );
     assert_eq!(keep, &["etc/fstab"]);
     // Nothing before the end removes anything: a failure anywhere undoes.
     assert_eq!(p.point_of_no_return(), None);
@@ -151,7 +152,11 @@ fn an_update_collects_old_bases_last_past_the_default() {
     let p = update(&f, &image("Node-2.0-0", 300 * MIB), false, 80.0).unwrap();
     assert_eq!(p.removed, ["Node-0.9-0+1", "Node-0.9-0"]);
     let ponr = p.point_of_no_return().expect("removals are final");
-    let carried = p.steps.iter().position(|s| matches!(s, Step::Carry(_))).unwrap();
+    let carried = p
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::Carry(_)))
+        .unwrap();
     let layer_named = p
         .steps
         .iter()
@@ -176,7 +181,10 @@ fn trees(dir: &Path) {
         ("etc/both.conf", "1\n"),
         ("etc/gone.conf", "1\n"),
         ("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
-        ("etc/fstab", "/dev/HostVG/Node-1.0-0+2 / ext4 defaults 1 1\n"),
+        (
+            "etc/fstab",
+            "/dev/HostVG/Node-1.0-0+2 / ext4 defaults 1 1\n",
+        ),
         ("var/lib/state", "vendor\n"),
     ];
     put("Node-1.0-0", &base);
@@ -187,7 +195,10 @@ fn trees(dir: &Path) {
             ("etc/admin.conf", "admin\n"),
             ("etc/both.conf", "admin\n"),
             ("etc/mine.conf", "mine\n"),
-            ("etc/passwd", "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n"),
+            (
+                "etc/passwd",
+                "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+            ),
             ("var/lib/state", "admin's\n"),
         ],
     );
@@ -199,7 +210,10 @@ fn trees(dir: &Path) {
         &[
             ("etc/vendor.conf", "2\n"),
             ("etc/both.conf", "2\n"),
-            ("etc/passwd", "root:x:0:0::/root:/bin/sh\nchrony:x:995:995::/:/bin/false\n"),
+            (
+                "etc/passwd",
+                "root:x:0:0::/root:/bin/sh\nchrony:x:995:995::/:/bin/false\n",
+            ),
             ("var/lib/new", "from 2.0\n"),
         ],
     );
@@ -243,9 +257,15 @@ fn the_carry_step_merges_the_admins_etc_into_the_new_layer_and_reports_it() {
     assert_eq!(read("etc/mine.conf"), "mine\n");
     assert!(!new.join("etc/gone.conf").exists());
     let passwd = read("etc/passwd");
-    assert!(passwd.contains("alice:") && passwd.contains("chrony:"), "{passwd}");
+    assert!(
+        passwd.contains("alice:") && passwd.contains("chrony:"),
+        "{passwd}"
+    );
     // The root entry names the new layer by its final name.
-    assert_eq!(read("etc/fstab"), "/dev/HostVG/Node-2.0-0+1 / ext4 defaults 1 1\n");
+    assert_eq!(
+        read("etc/fstab"),
+        "/dev/HostVG/Node-2.0-0+1 / ext4 defaults 1 1\n"
+    );
     // /var in the layer: the admin's state, and the image's new file.
     assert_eq!(read("var/lib/state"), "admin's\n");
     assert_eq!(read("var/lib/new"), "from 2.0\n");
@@ -253,5 +273,8 @@ fn the_carry_step_merges_the_admins_etc_into_the_new_layer_and_reports_it() {
         serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(saved["layer"], "Node-2.0-0+1");
     assert_eq!(saved["from"], "Node-1.0-0+2");
-    assert!(saved["decisions"].to_string().contains("etc/both.conf"), "{saved}");
+    assert!(
+        saved["decisions"].to_string().contains("etc/both.conf"),
+        "{saved}"
+    );
 }

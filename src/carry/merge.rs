@@ -61,7 +61,11 @@ pub fn merge(
             m.take_admin(p, ap, np);
             m.decide(p, Outcome::Pinned, "");
         } else if ap == op {
-            let outcome = if np.is_some() { Outcome::Taken } else { Outcome::Deleted };
+            let outcome = if np.is_some() {
+                Outcome::Taken
+            } else {
+                Outcome::Deleted
+            };
             m.decide(p, outcome, "");
         } else if np == op {
             let replaced = m.take_admin(p, ap, np);
@@ -163,7 +167,11 @@ impl Walk {
             }
             (Some(_), None) => {
                 self.take_admin(p, ap, np);
-                self.decide(p, Outcome::Kept, "the vendor removed it; the admin's copy kept");
+                self.decide(
+                    p,
+                    Outcome::Kept,
+                    "the vendor removed it; the admin's copy kept",
+                );
             }
             (Some(a), Some(v)) if a.kind != v.kind => {
                 self.take_admin(p, ap, np);
@@ -174,7 +182,11 @@ impl Walk {
                 // and xattrs are the admin's; what it holds is merged path
                 // by path.
                 self.take_admin(p, ap, np);
-                self.decide(p, Outcome::Kept, "directory: the admin's owner, mode and xattrs");
+                self.decide(
+                    p,
+                    Outcome::Kept,
+                    "directory: the admin's owner, mode and xattrs",
+                );
             }
             (Some(_), Some(_)) => {
                 self.set_aside(p);
@@ -234,7 +246,13 @@ mod tests {
     }
 
     fn run(o: &[(&str, Meta)], a: &[(&str, Meta)], n: &[(&str, Meta)]) -> Merge {
-        merge(&tree(o), &tree(a), &tree(n), &Rules::new(vec!["etc/hostname".into()]), vec![])
+        merge(
+            &tree(o),
+            &tree(a),
+            &tree(n),
+            &Rules::new(vec!["etc/hostname".into()]),
+            vec![],
+        )
     }
 
     fn outcome(m: &Merge, p: &str) -> Option<Outcome> {
@@ -322,7 +340,11 @@ mod tests {
     #[test]
     fn a_type_conflict_sets_the_vendors_object_aside_with_its_content() {
         // The admin made a file a directory; the vendor changed the file.
-        let o = [("etc/x", file("1")), ("etc/d", dir()), ("etc/d/f", file("1"))];
+        let o = [
+            ("etc/x", file("1")),
+            ("etc/d", dir()),
+            ("etc/d/f", file("1")),
+        ];
         let a = [
             ("etc/x", dir()),
             ("etc/x/inside", file("admin")),

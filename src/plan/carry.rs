@@ -161,7 +161,11 @@ impl fmt::Display for Report {
             };
             write!(f, "  {what:<28} /{}", d.path.display())?;
             if matches!(d.outcome, Conflict | TypeConflict) {
-                write!(f, " (the vendor's is /{})", crate::carry::imgnew(&d.path).display())?;
+                write!(
+                    f,
+                    " (the vendor's is /{})",
+                    crate::carry::imgnew(&d.path).display()
+                )?;
             }
             if !d.note.is_empty() {
                 write!(f, ": {}", d.note)?;
@@ -175,7 +179,10 @@ impl fmt::Display for Report {
             let parts: Vec<String> = [
                 list("added", &a.added),
                 list("kept", &a.kept),
-                list("kept (removed by the vendor, still owning files)", &a.kept_removed),
+                list(
+                    "kept (removed by the vendor, still owning files)",
+                    &a.kept_removed,
+                ),
                 list("dropped", &a.dropped),
                 list("ID CLASH", &a.clashes),
             ]
@@ -194,7 +201,11 @@ impl fmt::Display for Report {
             )?;
         }
         if self.var_carried > 0 {
-            writeln!(f, "  /var: {} path(s) of the admin's carried over", self.var_carried)?;
+            writeln!(
+                f,
+                "  /var: {} path(s) of the admin's carried over",
+                self.var_carried
+            )?;
         }
         if let Some(l) = &self.fstab_root {
             writeln!(f, "  /etc/fstab root entry: {l}")?;
@@ -335,7 +346,8 @@ fn add_to_shared_var(n: &Path, source: &str) -> Result<Vec<PathBuf>> {
              volume, or remove the entry, before updating"
         ))
     })?;
-    if let Some(dir) = crate::sys::fs::DevNum::of_node(&dev)?.and_then(crate::sys::fs::mount_point_of)
+    if let Some(dir) =
+        crate::sys::fs::DevNum::of_node(&dev)?.and_then(crate::sys::fs::mount_point_of)
     {
         return add_image_var(n, &dir);
     }
@@ -489,8 +501,8 @@ mod tests {
         let never = |_: &str, _: &str| false;
         let fstab = "# comment\n/dev/HostVG/N-1.0-0+1 / ext4 defaults,discard 1 1\n\
                      UUID=abc /boot ext4 defaults 1 2\n";
-        let (text, line) = fix_fstab_root(fstab, "HostVG", "N-1.0-0+1", "N-2.0-0+1", &never)
-            .expect("changed");
+        let (text, line) =
+            fix_fstab_root(fstab, "HostVG", "N-1.0-0+1", "N-2.0-0+1", &never).expect("changed");
         assert_eq!(line, "/dev/HostVG/N-2.0-0+1 / ext4 defaults,discard 1 1");
         assert!(text.contains("UUID=abc /boot"));
         assert!(text.starts_with("# comment\n"));

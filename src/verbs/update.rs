@@ -32,7 +32,10 @@ pub struct Update<'a> {
 
 /// The layer whose configuration is carried over: the booted one, else
 /// the default boot entry's, else the newest.
-pub fn carried_from<'l>(layout: &'l Layout, boot: Option<&BootView>) -> Result<(&'l Base, &'l Layer)> {
+pub fn carried_from<'l>(
+    layout: &'l Layout,
+    boot: Option<&BootView>,
+) -> Result<(&'l Base, &'l Layer)> {
     if let Some(found) = layout.booted_layer() {
         return Ok(found);
     }
