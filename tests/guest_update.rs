@@ -152,6 +152,7 @@ fn setup(name: &str) -> Setup {
     let t2 = vendor_v2(&work, &t1);
     let i1 = ext4_image(&t1, &work.file("v1.ext4"), 64);
     let v2 = ext4_image(&t2, &work.file("v2.ext4"), 64);
+    vg.init("Node-0.9-0");
     vg.ok(&["base", "--add", "--from", s(&i1)]);
     vg.ok(&["layer", "--add", V1]);
     let layer = format!("{V1}+1");

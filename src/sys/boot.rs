@@ -57,17 +57,33 @@ impl RealTrees<'_> {
         f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
     ) -> Result<(), BootError> {
         let dev = format!("/dev/{vg}/{lv}");
-        if !Path::new(&dev).exists() {
+        // An LV activated only to be read (a base) is put back inactive:
+        // looking must leave the node as it was.
+        let activated = !Path::new(&dev).exists();
+        if activated {
             self.lvm.set_active(vg, lv, true).map_err(tool)?;
         }
-        if let Some(dir) = DevNum::of_node(Path::new(&dev))
+        let result = self.on_device(&dev, options, f);
+        if activated {
+            self.lvm.set_active(vg, lv, false).map_err(tool)?;
+        }
+        result
+    }
+
+    fn on_device(
+        &self,
+        dev: &str,
+        options: &str,
+        f: &mut dyn FnMut(&Path) -> Result<(), BootError>,
+    ) -> Result<(), BootError> {
+        if let Some(dir) = DevNum::of_node(Path::new(dev))
             .map_err(tool)?
             .and_then(mount_point_of)
         {
             return f(&dir);
         }
         let dir = temp_mount_point("imgbase-layer-").map_err(io_at(&std::env::temp_dir()))?;
-        let m = Mounted::new(self.runner, &dev, dir.path(), options).map_err(tool)?;
+        let m = Mounted::new(self.runner, dev, dir.path(), options).map_err(tool)?;
         let result = f(m.path());
         m.unmount().map_err(tool)?;
         result
