@@ -85,13 +85,13 @@ fn glob(pattern: &str, name: &str) -> bool {
     let (mut pi, mut ni) = (0, 0);
     // Where the last `*` was, and where in `name` its match ends so far.
     let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
+    while let Some(&ch) = n.get(ni) {
         match p.get(pi) {
             Some('*') => {
                 star = Some((pi, ni));
                 pi += 1;
             }
-            Some(&c) if c == '?' || c == n[ni] => {
+            Some(&c) if c == '?' || c == ch => {
                 pi += 1;
                 ni += 1;
             }
@@ -106,7 +106,7 @@ fn glob(pattern: &str, name: &str) -> bool {
             },
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p.iter().skip(pi).all(|&c| c == '*')
 }
 
 #[cfg(test)]
