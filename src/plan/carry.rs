@@ -229,14 +229,13 @@ impl fmt::Display for Report {
 /// vendor `n` (a mounted image for a preview, or the new layer).
 pub fn merge_trees(o: &Path, a: &Path, n: &Path, rules: &Rules) -> Result<Merge> {
     let etc = Path::new("etc");
-    let (mo, mut ma, mn) = (
+    // (An `.imgnew` the admin left is carried over, unless this merge sets
+    // the same path aside again: see `merge`.)
+    let (mo, ma, mn) = (
         tree::manifest(o, etc)?,
         tree::manifest(a, etc)?,
         tree::manifest(n, etc)?,
     );
-    // An `.imgnew` the admin left is an old vendor copy: not carried over
-    // (it would land on this update's own `.imgnew`).
-    ma.retain(|p, _| !is_imgnew(p));
     let mut texts = BTreeMap::new();
     for f in ACCOUNTS {
         let read = |root: &Path| read_text(root, Path::new(f));
@@ -253,15 +252,6 @@ pub fn merge_trees(o: &Path, a: &Path, n: &Path, rules: &Rules) -> Result<Merge>
     let (uids, gids) = tree::owners(a, &subs)?;
     let merged = accounts::merge_all(&texts, &uids, &gids);
     Ok(merge::merge(&mo, &ma, &mn, rules, merged))
-}
-
-/// `etc/foo.imgnew`, or anything in a directory set aside as one.
-fn is_imgnew(p: &Path) -> bool {
-    p.components().any(|c| {
-        c.as_os_str()
-            .to_str()
-            .is_some_and(|n| n.ends_with(crate::carry::IMGNEW))
-    })
 }
 
 fn read_text(root: &Path, rel: &Path) -> Option<String> {
