@@ -305,7 +305,9 @@ fn refusals_come_up_front_and_change_nothing() {
     );
     // Another operation holds the lock.
     let mut holder = std::process::Command::new("flock")
-        .args([s(&vg.lock), "sleep", "20"])
+        // -o: the lock stays with flock itself, not with sleep, so killing
+        // flock releases it.
+        .args(["-o", s(&vg.lock), "sleep", "20"])
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -315,4 +317,50 @@ fn refusals_come_up_front_and_change_nothing() {
     // And the update then works.
     vg.ok(&["update", s(&v2)]);
     assert!(vg.names().contains(&format!("{V2}+1")));
+}
+
+#[test]
+#[ignore = "guest tier: run by tests/run"]
+fn a_shared_var_volume_gets_the_images_new_files_and_keeps_its_own() {
+    let Setup { vg, work, v2 } = setup("ibupd3");
+    // /var on a volume of its own, as imgbased lays nodes out.
+    vg.thin("var", 64, &["imgbased:volume"]);
+    sh("mkfs.ext4", &["-q", "-F", &vg.dev("var")]);
+    {
+        let m = Mount::new(&vg.dev("var"), "rw");
+        write(&m.path().join("log/admin.log"), "the node's own log\n");
+        write(&m.path().join("lib/olddaemon/state"), "kept\n");
+    }
+    let layer = format!("{V1}+1");
+    {
+        let m = Mount::new(&vg.dev(&layer), "rw");
+        write(
+            &m.path().join("etc/fstab"),
+            &format!(
+                "/dev/{0}/{layer} / ext4 defaults 1 1\n/dev/{0}/var /var ext4 defaults 1 2\n",
+                vg.name
+            ),
+        );
+    }
+    // The image brings a file the volume lacks, and one it has.
+    let t = work.trees().join("v2");
+    write(&t.join("var/lib/newpkg/data"), "from 2.0\n");
+    write(&t.join("var/log/admin.log"), "the image's\n");
+    let v2b = ext4_image(&t, &work.file("v2b.ext4"), 64);
+    let _ = v2;
+    let done = json(&vg.ok(&["--json", "update", s(&v2b)]));
+    let added = done["report"]["var_added"].to_string();
+    assert!(added.contains("var/lib/newpkg/data"), "{done}");
+    assert!(!added.contains("admin.log"), "{done}");
+    let m = Mount::new(&vg.dev("var"), "ro");
+    assert_eq!(read(&m.path().join("lib/newpkg/data")), "from 2.0\n");
+    assert_eq!(
+        read(&m.path().join("log/admin.log")),
+        "the node's own log\n"
+    );
+    assert_eq!(read(&m.path().join("lib/olddaemon/state")), "kept\n");
+    drop(m);
+    // The volume is never collected.
+    vg.ok(&["gc", "--keep", "1"]);
+    assert!(vg.names().contains(&"var".to_string()));
 }

@@ -102,7 +102,8 @@ pub trait Images {
     ) -> Result<(), ImagesError> {
         let _ = (image, f);
         Err(ImagesError::Invalid(format!(
-            "the tree inside {} is known only once it is written: import it first              (`imgbase base --add --from`) and compare against that base",
+            "the tree inside {} is known only once it is written: import it first \
+             (`imgbase base --add --from`) and compare against that base",
             describe(format)
         )))
     }
