@@ -21,8 +21,11 @@ use serde::Deserialize;
 use crate::carry::rules::{DEFAULT_KEEP, Rules};
 
 pub const DEFAULT_PATH: &str = "/etc/imgbase/imgbase.conf";
-pub use crate::verbs::boot::DEFAULT_POOL_THRESHOLD;
-pub use crate::verbs::gc::DEFAULT_KEEP_BASES;
+/// Pool usage (percent, data or metadata) past which `update` refuses
+/// and `check` reports a problem.
+pub const DEFAULT_POOL_THRESHOLD: f64 = 80.0;
+/// Bases `gc` (and `update`, last) keeps.
+pub const DEFAULT_KEEP_BASES: usize = 2;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -426,9 +426,7 @@ impl CheckReport {
     }
 }
 
-/// Thin pool usage (percent, data or metadata) above which `imgbase
-/// check` reports a problem, unless told another threshold.
-pub const DEFAULT_POOL_THRESHOLD: f64 = 80.0;
+pub use crate::config::DEFAULT_POOL_THRESHOLD;
 
 /// What `imgbase check` is asked beyond the layout and /boot.
 #[derive(Debug, Clone)]

@@ -16,8 +16,7 @@ use crate::plan::{BootStep, Plan, Step};
 use super::boot::{self, BootView};
 use super::remove_lv;
 
-/// How many bases `imgbase gc` keeps unless told otherwise.
-pub const DEFAULT_KEEP_BASES: usize = 2;
+pub use crate::config::DEFAULT_KEEP_BASES;
 
 /// What a collection removes and what it keeps beyond the newest N.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
