@@ -491,6 +491,42 @@ fn update_killed_at_every_step() {
 
 #[test]
 #[ignore = "guest tier: run by tests/run"]
+fn an_update_killed_past_its_point_of_no_return_is_finished_by_recover() {
+    let n = node("ibkill10");
+    let image = kernel_image(&n.work, "v2", 23);
+    // Three bases after the update: gc (keeping 2) removes the oldest.
+    let a = ["update", "--nvr", "Node-2.0-0", s(&image)];
+    let mut dry = vec!["--dry-run", "--json"];
+    dry.extend(a);
+    let plan: serde_json::Value = serde_json::from_str(&n.ok(&dry)).unwrap();
+    let steps = plan["plan"]["steps"].as_array().unwrap();
+    let first_removal = steps
+        .iter()
+        .position(|s| s["step"] == "remove")
+        .expect("gc removes the oldest base");
+    n.killed(&a, &format!("kill-before:{}", first_removal + 1));
+    let said = n.ok(&["recover"]);
+    assert!(said.contains("finished"), "{said}");
+    assert_eq!(n.ok(&["recover"]).trim(), "nothing to recover");
+    let names = n.vg.names();
+    for lv in ["Node-2.0-0", "Node-2.0-0+1", BASE] {
+        assert!(names.contains(&lv.to_string()), "{lv} missing: {names:?}");
+    }
+    for lv in [OLD.to_string(), format!("{OLD}+1")] {
+        assert!(!names.contains(&lv), "{lv} not collected: {names:?}");
+    }
+    assert_eq!(n.default_layer().as_deref(), Some("Node-2.0-0+1"));
+    assert!(has_entry(&n, "Node-2.0-0+1"));
+    let out = n.vg.imgbase(&n.args(&["check"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+#[ignore = "guest tier: run by tests/run"]
 fn an_update_is_refused_up_front_when_boot_is_too_small() {
     let n = node("ibkill9");
     let image = kernel_image(&n.work, "v2", 22);

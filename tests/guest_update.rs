@@ -71,8 +71,12 @@ fn vendor_v1(work: &Work) -> PathBuf {
         b"system_u:object_r:etc_t:s0\0",
     );
     write(&etc.join("fstab"), "# vendor 1\n");
+    write(&etc.join("evil/conf"), "v1\n");
     t
 }
+
+/// Where a hostile 2.0 image's link points: nothing may land there.
+const OUTSIDE: &str = "/tmp/imgbase-update-outside";
 
 /// 2.0: the vendor's changes on top of 1.0.
 fn vendor_v2(work: &Work, v1: &Path) -> PathBuf {
@@ -85,6 +89,10 @@ fn vendor_v2(work: &Work, v1: &Path) -> PathBuf {
     write(&etc.join("becomes-dir"), "v2\n");
     write(&etc.join("vendor-new.conf"), "new in v2\n");
     fs::remove_file(etc.join("deleted-by-vendor.conf")).unwrap();
+    // A directory the admin changed something in becomes a link out of
+    // the layer: writing the admin's file through it would land outside.
+    fs::remove_dir_all(etc.join("evil")).unwrap();
+    std::os::unix::fs::symlink(OUTSIDE, etc.join("evil")).unwrap();
     write(&etc.join("hostname"), "vendor-default\n");
     write(&etc.join("fstab"), "# vendor 2\n");
     // A new system account; olddaemon is gone from the image.
@@ -108,6 +116,7 @@ fn admin_changes(root: &Path, vg: &str, layer: &str) {
     write(&etc.join("changed-by-admin.conf"), "admin\n");
     write(&etc.join("changed-by-both.conf"), "admin\n");
     write(&etc.join("added-by-admin.conf"), "mine\n");
+    write(&etc.join("evil/conf"), "admin\n");
     fs::remove_file(etc.join("deleted-by-admin.conf")).unwrap();
     // A file the admin replaced by a directory (the vendor changes the file).
     fs::remove_file(etc.join("becomes-dir")).unwrap();
@@ -184,6 +193,8 @@ fn outcome(decisions: &serde_json::Value) -> Vec<(String, String)> {
 fn an_update_carries_the_admins_configuration_path_by_path() {
     let Setup { vg, work, v2 } = setup("ibupd1");
     let new = format!("{V2}+1");
+    let _ = fs::remove_dir_all(OUTSIDE);
+    fs::create_dir(OUTSIDE).unwrap();
 
     // The preview names every decision, and changes nothing.
     let before = vg.state();
@@ -216,6 +227,7 @@ fn an_update_carries_the_admins_configuration_path_by_path() {
     want("hostname", "pinned");
     want("labelled.conf", "kept");
     want("passwd", "merged");
+    want("evil", "type-conflict");
 
     let m = Mount::new(&vg.dev(&new), "ro");
     let etc = m.path().join("etc");
@@ -231,6 +243,17 @@ fn an_update_carries_the_admins_configuration_path_by_path() {
     assert_eq!(text("becomes-dir/inside.conf"), "admin's dir\n");
     assert_eq!(text("becomes-dir.imgnew"), "v2\n");
     assert_eq!(text("hostname"), "node-17\n");
+    // The image's link went aside; nothing was written through it.
+    assert_eq!(text("evil/conf"), "admin\n");
+    assert_eq!(
+        fs::read_link(etc.join("evil.imgnew")).unwrap(),
+        Path::new(OUTSIDE)
+    );
+    assert_eq!(
+        fs::read_dir(OUTSIDE).unwrap().count(),
+        0,
+        "written outside the layer"
+    );
     assert!(
         !etc.join("hostname.imgnew").exists(),
         "a kept path got an .imgnew"
