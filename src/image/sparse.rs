@@ -198,7 +198,7 @@ pub fn copy_file_sparse(
 /// The next data extent `[data, hole)` at or after `pos` of a file of
 /// length `len`; `(len, len)` when only a hole remains. A filesystem
 /// without SEEK_DATA support reports the whole rest as data.
-fn next_data(src: &File, pos: u64, len: u64) -> Result<(u64, u64), ImageError> {
+pub(crate) fn next_data(src: &File, pos: u64, len: u64) -> Result<(u64, u64), ImageError> {
     let seek_err = |source: Errno| ImageError::Read {
         offset: pos,
         source: source.into(),
