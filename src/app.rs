@@ -938,14 +938,7 @@ impl App<'_> {
     fn motd(&self, a: &CheckArgs) -> Result<()> {
         let (line, report) = match self.check_report(a) {
             Ok(r) => (r.motd_line(), Some(r)),
-            Err(e) => {
-                let msg = e
-                    .chain()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(": ");
-                (format!("imgbase: UNKNOWN: {msg}"), None)
-            }
+            Err(e) => (format!("imgbase: UNKNOWN: {}", one_line(&e)), None),
         };
         if self.cli.json {
             #[derive(Serialize)]
@@ -1125,6 +1118,14 @@ fn read_nvr(root: &crate::sys::lvm::LvRecord) -> crate::error::Result<String> {
     std::fs::read_to_string(&file)
         .map(|s| s.trim().to_string())
         .map_err(|e| refuse(format!("{}: {e}", file.display())))
+}
+
+/// An error as operators read it: the cause chain joined on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {

@@ -12,13 +12,7 @@ fn main() -> ExitCode {
     match imgbase::app::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the cause chain joined, as operators read it.
-            let msg = e
-                .chain()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(": ");
-            eprintln!("imgbase: error: {msg}");
+            eprintln!("imgbase: error: {}", imgbase::app::one_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -17,16 +17,6 @@ use crate::error::{Error, Result};
 use crate::sys::inroot::Tree;
 use crate::sys::tree;
 
-/// Accounts files, merged by entry name rather than as whole files.
-pub const ACCOUNTS: [&str; 6] = [
-    "etc/passwd",
-    "etc/group",
-    "etc/shadow",
-    "etc/gshadow",
-    "etc/subuid",
-    "etc/subgid",
-];
-
 /// Where files owned by a removed system account would be: such an
 /// account is kept.
 const OWNED_UNDER: [&str; 4] = ["etc", "var", "home", "srv"];
@@ -237,7 +227,7 @@ pub fn merge_trees(o: &Path, a: &Path, n: &Path, rules: &Rules) -> Result<Merge>
         tree::manifest(n, etc)?,
     );
     let mut texts = BTreeMap::new();
-    for f in ACCOUNTS {
+    for f in accounts::FILES {
         let read = |root: &Path| read_text(root, Path::new(f));
         texts.insert(
             PathBuf::from(f),
