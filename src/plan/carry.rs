@@ -221,11 +221,20 @@ pub fn merge_trees(o: &Path, a: &Path, n: &Path, rules: &Rules) -> Result<Merge>
     let etc = Path::new("etc");
     // (An `.imgnew` the admin left is carried over, unless this merge sets
     // the same path aside again: see `merge`.)
-    let (mo, ma, mn) = (
-        tree::manifest(o, etc)?,
-        tree::manifest(a, etc)?,
-        tree::manifest(n, etc)?,
-    );
+    // Three independent walks (each stats, reads and hashes every file):
+    // run side by side.
+    let (mo, ma, mn) = std::thread::scope(|s| {
+        let (to, ta) = (
+            s.spawn(|| tree::manifest(o, etc)),
+            s.spawn(|| tree::manifest(a, etc)),
+        );
+        let mn = tree::manifest(n, etc);
+        let join = |t: std::thread::ScopedJoinHandle<'_, _>| {
+            t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        };
+        (join(to), join(ta), mn)
+    });
+    let (mo, ma, mn) = (mo?, ma?, mn?);
     let mut texts = BTreeMap::new();
     for f in accounts::FILES {
         let read = |root: &Path| read_text(root, Path::new(f));
