@@ -10,10 +10,11 @@ VM_CACHE_DIR=${VM_CACHE:-$VM_REPO/target/vm-cache}
 # One apt line for everything the tiers need on a Debian 12 host. qemu-utils/bookworm +
 # --allow-downgrades: some images ship a newer qemu-utils (backports) that conflicts with
 # bookworm's qemu-system-x86; naming plain qemu-utils then fails with "held broken packages".
-# dracut-core/grub*/mmdebstrap/squashfs-tools/zstd/bc are for the boot tier (tier 3).
+# dracut-core/grub*/mmdebstrap/squashfs-tools/zstd/bc are for the boot tier (tier 3); systemd
+# (systemd-analyze verify) and dash (the dracut module) for tier-1 tests.
 VM_APT_PACKAGES="qemu-system-x86 qemu-utils/bookworm linux-image-amd64 lvm2 thin-provisioning-tools
 busybox-static e2fsprogs xfsprogs fdisk dracut-core grub-pc-bin grub2-common mmdebstrap
-squashfs-tools zstd bc python3 cpio kmod xz-utils"
+squashfs-tools zstd bc python3 cpio kmod xz-utils systemd dash"
 VM_APT_LINE="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-downgrades --no-install-recommends ${VM_APT_PACKAGES//$'\n'/ }"
 
 vm_die() { echo "tests/vm: ERROR: $*" >&2; exit 1; }
