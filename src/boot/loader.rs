@@ -91,6 +91,27 @@ pub fn detect(boot_dir: &Path) -> Option<Loader> {
     None
 }
 
+/// A layer on trial: booted (by grub's script, or as BLS's one-shot entry)
+/// while it has tries left, made the default by `imgbase bless` only once
+/// the node is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TrialState {
+    pub layer: String,
+    pub tries: u8,
+}
+
+/// What the loader records of trials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trials {
+    /// The layer on trial, with the tries it has left.
+    pub pending: Option<TrialState>,
+    /// BLS: boots systemd-boot counted on the pending trial (`+LEFT-DONE`).
+    pub done: u8,
+    /// Layers the loader found out of tries: grub's `imgbase_failed`, a
+    /// BLS entry at `+0`.
+    pub failed: Vec<String>,
+}
+
 /// One entry as `boot --list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Listed {
@@ -196,6 +217,27 @@ impl Boot {
     /// [`Boot::next_in_efi_var`].
     pub fn set_next(&self, id: Option<&str>) -> Result<(), BootError> {
         loaders::set_env(self.at(), "next_entry", id)
+    }
+
+    /// The trial the loader holds.
+    pub fn trials(&self) -> Result<Trials, BootError> {
+        self.imp().trials(self.at())
+    }
+
+    /// Put a layer on trial, or (None) none.
+    pub fn set_trial(&self, trial: Option<&TrialState>) -> Result<(), BootError> {
+        self.imp().set_trial(self.at(), trial)
+    }
+
+    /// Forget that the loader found `layer` out of tries.
+    pub fn clear_failed(&self, layer: &str) -> Result<(), BootError> {
+        self.imp().clear_failed(self.at(), layer)
+    }
+
+    /// The one-shot id that boots a layer on trial (BLS), if the loader
+    /// boots trials that way.
+    pub fn trial_next_id(&self, inst: &Installed, tries: u8) -> Option<String> {
+        self.imp().trial_next_id(inst, tries)
     }
 
     /// Whether the one-shot entry is an EFI variable that a tool sets
