@@ -1011,6 +1011,17 @@ impl App<'_> {
             for c in &r.update_conflicts {
                 println!("problem: {}", boot::describe_conflict(c));
             }
+            for f in &r.failed_trials {
+                println!("problem: {}", f.describe());
+            }
+            if let Some(t) = &r.trial {
+                println!(
+                    "layer {} is on trial: {} {} left",
+                    t.layer,
+                    t.tries,
+                    if t.tries == 1 { "try" } else { "tries" }
+                );
+            }
         }
         let n = r.problems();
         anyhow::ensure!(

@@ -538,6 +538,138 @@ mod tests {
     }
 
     #[test]
+    fn a_grub_trial_lives_in_grubenv_and_ends_in_one_write() {
+        let (_t, b) = boot(Loader::Grub);
+        assert_eq!(b.trials().unwrap(), Trials::default());
+        b.set_default(Some("N-1-0+1")).unwrap();
+        let t = TrialState {
+            layer: "N-2-0+1".into(),
+            tries: 3,
+        };
+        b.set_trial(Some(&t)).unwrap();
+        let env = crate::boot::grubenv::GrubEnv::load(&b.grubenv_path()).unwrap();
+        assert_eq!(env.get("imgbase_trial"), Some("N-2-0+1"));
+        assert_eq!(env.get("imgbase_tries"), Some("3"));
+        assert_eq!(env.get("saved_entry"), Some("N-1-0+1"), "the default stays");
+        assert_eq!(b.trials().unwrap().pending, Some(t));
+        // What the script leaves after a boot that found no try left.
+        let mut env = env;
+        env.unset("imgbase_trial");
+        env.unset("imgbase_tries");
+        env.set("imgbase_failed", "N-2-0+1").unwrap();
+        env.save(&b.grubenv_path()).unwrap();
+        let got = b.trials().unwrap();
+        assert_eq!(got.pending, None);
+        assert_eq!(got.failed, ["N-2-0+1"]);
+        b.clear_failed("other").unwrap();
+        assert_eq!(b.trials().unwrap().failed, ["N-2-0+1"]);
+        b.clear_failed("N-2-0+1").unwrap();
+        assert_eq!(b.trials().unwrap(), Trials::default());
+        // A count the script would not take is no try.
+        b.set_trial(Some(&TrialState {
+            layer: "L".into(),
+            tries: 2,
+        }))
+        .unwrap();
+        crate::boot::loaders::set_env(b.at(), "imgbase_tries", Some("x")).unwrap();
+        assert_eq!(b.trials().unwrap().pending.unwrap().tries, 0);
+        b.set_trial(None).unwrap();
+        let env = crate::boot::grubenv::GrubEnv::load(&b.grubenv_path()).unwrap();
+        assert_eq!(env.get("imgbase_trial"), None);
+        assert_eq!(env.get("imgbase_tries"), None);
+        assert_eq!(env.get("saved_entry"), Some("N-1-0+1"));
+    }
+
+    fn entry_names(t: &tempfile::TempDir) -> Vec<String> {
+        let mut names: Vec<_> = fs::read_dir(t.path().join("loader/entries"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_bls_trial_is_its_entry_files_counted_and_never_twinned() {
+        for loader in [Loader::SystemdBoot, Loader::GrubBls] {
+            let (t, b) = boot(loader);
+            let layers = [
+                installed("N-1-0+1", &["6.1"]),
+                installed("N-2-0+1", &["6.2", "6.1"]),
+            ];
+            b.write_entries(&layers).unwrap();
+            let trial = TrialState {
+                layer: "N-2-0+1".into(),
+                tries: 2,
+            };
+            b.set_trial(Some(&trial)).unwrap();
+            assert_eq!(
+                entry_names(&t),
+                [
+                    "imgbase-N-1-0+1-6.1.conf",
+                    "imgbase-N-2-0+1-6.1+2.conf",
+                    "imgbase-N-2-0+1-6.2+2.conf"
+                ],
+                "{loader}"
+            );
+            assert_eq!(b.trials().unwrap().pending, Some(trial.clone()));
+            assert_eq!(
+                b.trial_next_id(&layers[1], 2).as_deref(),
+                Some("imgbase-N-2-0+1-6.2+2")
+            );
+            // Ids with a counter still name the layer.
+            assert!(b.layer_of_id("imgbase-N-2-0+1-6.2+2", &layers).is_some());
+            assert!(
+                b.layer_of_id("imgbase-N-2-0+1-6.2+0-3.conf", &layers)
+                    .is_some()
+            );
+            // Rewriting the entries keeps the counted names, and a plain
+            // twin left by someone goes.
+            let dir = t.path().join("loader/entries");
+            fs::copy(
+                dir.join("imgbase-N-2-0+1-6.2+2.conf"),
+                dir.join("imgbase-N-2-0+1-6.2.conf"),
+            )
+            .unwrap();
+            b.write_entries(&layers).unwrap();
+            assert_eq!(
+                entry_names(&t),
+                [
+                    "imgbase-N-1-0+1-6.1.conf",
+                    "imgbase-N-2-0+1-6.1+2.conf",
+                    "imgbase-N-2-0+1-6.2+2.conf"
+                ],
+                "{loader}"
+            );
+            assert_eq!(b.written_layers().unwrap(), ["N-1-0+1", "N-2-0+1"]);
+            // systemd-boot counted it down to nothing: failed, not pending.
+            fs::rename(
+                dir.join("imgbase-N-2-0+1-6.2+2.conf"),
+                dir.join("imgbase-N-2-0+1-6.2+0-2.conf"),
+            )
+            .unwrap();
+            let got = b.trials().unwrap();
+            assert_eq!((got.pending, got.failed), (None, vec!["N-2-0+1".into()]));
+            b.clear_failed("N-2-0+1").unwrap();
+            assert_eq!(
+                entry_names(&t),
+                [
+                    "imgbase-N-1-0+1-6.1.conf",
+                    "imgbase-N-2-0+1-6.1.conf",
+                    "imgbase-N-2-0+1-6.2.conf"
+                ],
+                "{loader}"
+            );
+            assert_eq!(b.trials().unwrap(), Trials::default());
+            // Blessing names them plainly too; the default names a plain id.
+            b.set_trial(Some(&trial)).unwrap();
+            b.set_trial(None).unwrap();
+            assert_eq!(b.trials().unwrap(), Trials::default());
+            assert!(!entry_names(&t).iter().any(|n| n.contains("+2")));
+        }
+    }
+
+    #[test]
     fn grub_script_is_installed_executable() {
         let (t, b) = boot(Loader::Grub);
         let root = t.path().join("root");

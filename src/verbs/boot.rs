@@ -499,6 +499,30 @@ pub struct CheckReport {
     /// `*.imgnew` files under the running root's /etc: the new version of
     /// a file an update could not merge, waiting for the operator.
     pub update_conflicts: Vec<PathBuf>,
+    /// Layers whose trial boot failed (tagged `imgbase:failed`, or found
+    /// out of tries by the loader and not recorded yet).
+    pub failed_trials: Vec<FailedTrial>,
+    /// The layer on trial, with its tries left (not a problem).
+    pub trial: Option<TrialState>,
+}
+
+/// A layer whose trial boot failed, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedTrial {
+    pub layer: String,
+    pub reason: String,
+}
+
+impl FailedTrial {
+    /// What `imgbase check` says of it.
+    pub fn describe(&self) -> String {
+        let l = &self.layer;
+        format!(
+            "layer {l} failed its trial boot ({}) and is not the default: remove it with \
+             `imgbase layer --remove {l}` or retry with `imgbase boot --set-default {l} --trial`",
+            self.reason
+        )
+    }
 }
 
 impl CheckReport {
@@ -515,6 +539,7 @@ impl CheckReport {
             + self.pool_over_threshold.len()
             + self.layers_without_base.len()
             + self.update_conflicts.len()
+            + self.failed_trials.len()
     }
 
     /// One line for a login banner (`imgbase motd`).
@@ -522,7 +547,12 @@ impl CheckReport {
         let n = self.problems();
         if n > 0 {
             let s = if n == 1 { "" } else { "s" };
-            return format!("imgbase: DEGRADED: {n} problem{s} (run imgbase check)");
+            let failed = match self.failed_trials.as_slice() {
+                [] => String::new(),
+                [f] => format!("layer {} failed its trial boot; ", f.layer),
+                many => format!("{} layers failed their trial boot; ", many.len()),
+            };
+            return format!("imgbase: DEGRADED: {failed}{n} problem{s} (run imgbase check)");
         }
         let running = match (&self.booted, &self.default) {
             (Some(b), Some(d)) if b == d => format!("running {b} (default)"),
@@ -531,8 +561,12 @@ impl CheckReport {
             (None, Some(d)) => format!("not running from a layer (default: {d})"),
             (None, None) => "not running from a layer".to_string(),
         };
+        let trial = match &self.trial {
+            Some(t) => format!(", {} on trial", t.layer),
+            None => String::new(),
+        };
         format!(
-            "imgbase: OK: {running}, pool {:.0}% data, {:.0}% metadata",
+            "imgbase: OK: {running}{trial}, pool {:.0}% data, {:.0}% metadata",
             self.pool_data_percent, self.pool_metadata_percent
         )
     }
@@ -647,9 +681,28 @@ pub fn check_with(
         update_conflicts: opts.root.map(update_conflicts).unwrap_or_default(),
         ..Default::default()
     };
+    for l in layout.layers().filter(|l| l.failed) {
+        let lv = &l.volume.lv;
+        r.failed_trials.push(FailedTrial {
+            layer: lv.clone(),
+            reason: view
+                .and_then(|v| v.failure(lv))
+                .unwrap_or("no reason recorded under /boot/imgbase/failed")
+                .to_string(),
+        });
+    }
     let Some(view) = view else {
         return Ok(r);
     };
+    for l in &view.trials.failed {
+        if !r.failed_trials.iter().any(|f| f.layer == *l) {
+            r.failed_trials.push(FailedTrial {
+                layer: l.clone(),
+                reason: "the boot loader found it out of tries; `imgbase bless` records it".into(),
+            });
+        }
+    }
+    r.trial = view.trials.pending.clone();
     r.loader = Some(view.boot.loader.to_string());
     let written = view.boot.written_layers()?;
     let layers: Vec<String> = layout.layers().map(|l| l.volume.lv.clone()).collect();
