@@ -239,3 +239,63 @@ impl fmt::Display for BootStep {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Step, Undo};
+
+    #[test]
+    fn trial_steps_round_trip_through_the_journal_and_undo_to_what_was() {
+        let t = |layer: &str, tries| TrialState {
+            layer: layer.into(),
+            tries,
+        };
+        let set = BootStep::SetTrial {
+            trial: Some(t("N-2-0+1", 3)),
+            previous: Some(t("N-1-0+2", 1)),
+            default: Some("N-1-0+1".into()),
+        };
+        let fail = BootStep::SetFailure {
+            layer: "N-2-0+1".into(),
+            line: Some("T why".into()),
+            previous: None,
+        };
+        for s in [
+            set.clone(),
+            fail.clone(),
+            BootStep::ClearLoaderFailure {
+                layer: "N-2-0+1".into(),
+            },
+        ] {
+            let json = serde_json::to_string(&Step::Boot(s.clone())).unwrap();
+            let back: Step = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, Step::Boot(s), "{json}");
+        }
+        assert!(
+            serde_json::to_string(&Step::Boot(set.clone()))
+                .unwrap()
+                .contains("\"step\":\"set-trial\"")
+        );
+        assert_eq!(
+            set.undo(),
+            Undo::By(Box::new(Step::Boot(BootStep::SetTrial {
+                trial: Some(t("N-1-0+2", 1)),
+                previous: Some(t("N-2-0+1", 3)),
+                default: Some("N-1-0+1".into()),
+            })))
+        );
+        assert_eq!(
+            fail.undo(),
+            Undo::By(Box::new(Step::Boot(BootStep::SetFailure {
+                layer: "N-2-0+1".into(),
+                line: None,
+                previous: Some("T why".into()),
+            })))
+        );
+        assert_eq!(
+            set.to_string(),
+            "boot N-2-0+1 as a trial (3 tries), the default stays N-1-0+1"
+        );
+    }
+}
