@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::boot::loader::{self, Boot, Loader};
 use crate::cli::{
-    BaseArgs, BootArgs, CheckArgs, Cli, Command, DiffArgs, GcArgs, LayerArgs, LayoutArgs,
-    RollbackArgs, UpdateArgs,
+    BaseArgs, BlessArgs, BootArgs, CheckArgs, Cli, Command, DiffArgs, GcArgs, LayerArgs,
+    LayoutArgs, RollbackArgs, UpdateArgs,
 };
 use crate::config::Config;
 use crate::image::digest::{digest_from_sums, parse_sha256};
@@ -32,7 +32,7 @@ use crate::sys::lock::OpLock;
 use crate::sys::lvm::LvmCli;
 use crate::sys::progress::Progress;
 use crate::verbs::boot::BootView;
-use crate::verbs::{Ctx, base, boot, gc, layer, layout, recover, rollback, update};
+use crate::verbs::{Ctx, base, bless, boot, gc, layer, layout, recover, rollback, update};
 
 /// Everything one invocation needs from the system.
 struct App<'a> {
@@ -67,6 +67,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Rollback(args) => app.rollback(args),
         Command::Gc(args) => app.gc(args),
         Command::Motd(args) => app.motd(args),
+        Command::Bless(args) => app.bless(args),
         Command::Docs { out } => write_docs(out),
     }
 }
@@ -496,6 +497,12 @@ impl App<'_> {
         let mut ctx = self.ctx()?;
         let recovered = self.recover(&mut ctx, true, false)?;
         let layout = ctx.layout()?;
+        let trial = (!a.no_trial && config.boot.trial).then_some(config.boot.tries);
+        if trial.is_some()
+            && let Some(view) = &ctx.boot
+        {
+            self.trial_refused(view)?;
+        }
         let req = update::Update {
             image: base::FromImage {
                 info: &info,
@@ -510,6 +517,7 @@ impl App<'_> {
             pool_threshold: config.update.pool_threshold,
             bases_to_keep: config.update.bases_to_keep,
             state_dir: &self.cli.state_dir,
+            trial,
         };
         let plan = update::plan_update(&layout, ctx.boot.as_ref(), &req)?;
         if self.cli.dry_run {
@@ -530,15 +538,27 @@ impl App<'_> {
         let report: Option<Report> = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
+        let on_trial = ctx.boot.is_some() && trial.is_some();
         if self.cli.json {
-            return print_json(&Done::of(&plan, report.as_ref()));
+            let mut done = Done::of(&plan, report.as_ref());
+            done.trial = on_trial.then(|| crate::boot::loader::TrialState {
+                layer: layer.clone(),
+                tries: trial.unwrap_or_default(),
+            });
+            return print_json(&done);
         }
         print_done(&plan);
         if let Some(r) = &report {
             print!("{r}");
             println!("Report saved to {}", path.display());
         }
-        if ctx.boot.is_some() {
+        if on_trial {
+            println!(
+                "{layer} boots as a trial from the next boot; it becomes the default once the \
+                 node reaches boot-complete.target (imgbase bless), else the current default \
+                 comes back"
+            );
+        } else if ctx.boot.is_some() {
             println!("{layer} boots by default from the next boot");
         }
         Ok(())
@@ -793,6 +813,13 @@ impl App<'_> {
                     f(&ctx.layout()?, view)
                 })
             };
+        if let (Some(layer), true) = (&a.set_default, a.trial) {
+            let tries = Config::load(&self.cli.config)?.boot.tries;
+            return changing("boot --set-default --trial", &|l, v| {
+                self.trial_refused(v)?;
+                boot::plan_trial(l, v, layer, tries)
+            });
+        }
         if let Some(layer) = &a.set_default {
             return changing("boot --set-default", &|l, v| {
                 boot::plan_set_default(l, v, layer)
@@ -828,6 +855,69 @@ impl App<'_> {
                 _ => " ",
             };
             println!("{mark} {:<40} {}  [{}]", e.id, e.title, e.kernel);
+        }
+        Ok(())
+    }
+
+    /// A trial on grub needs grub to write grubenv at boot (`save_env`),
+    /// which it cannot on LVM, RAID or btrfs.
+    fn trial_refused(&self, view: &BootView) -> crate::error::Result<()> {
+        if view.boot.loader != Loader::Grub {
+            return Ok(());
+        }
+        let env = view.boot.grubenv_path();
+        let dir = env.parent().unwrap_or(&view.boot.dir);
+        let dir = if dir.is_dir() { dir } else { &view.boot.dir };
+        match crate::sys::fs::grub_cannot_save_env(dir) {
+            Some(why) => Err(crate::error::Error::Refused(format!(
+                "{why}, where grub cannot write grubenv to count a trial's tries: pass \
+                 --no-trial (or set trial = false under [boot] in imgbase.conf)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// `imgbase bless`: end a trial (see [`bless`]). Exits 0 unless
+    /// something could not be read or written.
+    fn bless(&self, a: &BlessArgs) -> Result<()> {
+        let tries = Config::load(&self.cli.config)?.boot.tries;
+        let _lock = self.lock("bless")?;
+        let mut ctx = self.ctx()?;
+        let recovered = self.recover(&mut ctx, true, false)?;
+        let Some(view) = ctx.boot.as_ref() else {
+            // No loader, no trial: nothing to do at boot.
+            return Ok(());
+        };
+        let layout = ctx.layout()?;
+        let now = bless::utc(std::time::SystemTime::now());
+        let (plan, outcome) = bless::plan_bless(&layout, view, self.runner, &now, tries)?;
+        if self.cli.dry_run {
+            if !recovered.is_empty() && !self.cli.json {
+                print!("{recovered}");
+            }
+            return if self.cli.json {
+                print_json(&serde_json::json!({ "plan": plan, "bless": outcome }))
+            } else {
+                print!("{plan}");
+                Ok(())
+            };
+        }
+        if !plan.steps.is_empty() {
+            self.with_executor(&ctx, &plan.vg, |x| x.execute("bless", &plan))
+                .with_context(|| format!("could not {}", plan.summary))?;
+        }
+        if self.cli.json {
+            print_json(&outcome)?;
+        } else {
+            for m in &outcome.messages {
+                println!("{m}");
+            }
+        }
+        if outcome.reboot && !a.no_reboot {
+            use crate::sys::cmd::Runner;
+            self.runner
+                .run(&crate::sys::cmd::Cmd::new("systemctl").arg("reboot"))
+                .context("the trial failed, but `systemctl reboot` did not start a reboot")?;
         }
         Ok(())
     }
@@ -920,6 +1010,17 @@ impl App<'_> {
             show("layer whose base LV is gone", r.layers_without_base.clone());
             for c in &r.update_conflicts {
                 println!("problem: {}", boot::describe_conflict(c));
+            }
+            for f in &r.failed_trials {
+                println!("problem: {}", f.describe());
+            }
+            if let Some(t) = &r.trial {
+                println!(
+                    "layer {} is on trial: {} {} left",
+                    t.layer,
+                    t.tries,
+                    if t.tries == 1 { "try" } else { "tries" }
+                );
             }
         }
         let n = r.problems();
@@ -1019,6 +1120,9 @@ struct Done<'p> {
     removed: &'p [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     report: Option<&'p Report>,
+    /// The new layer is on trial (update), with its tries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trial: Option<crate::boot::loader::TrialState>,
 }
 
 impl<'p> Done<'p> {
@@ -1029,6 +1133,7 @@ impl<'p> Done<'p> {
             created: &plan.created,
             removed: &plan.removed,
             report,
+            trial: None,
         }
     }
 }

@@ -151,7 +151,8 @@ pub enum Command {
     Recover,
     /// Install a new OS version: a base from IMAGE, a first layer on it
     /// with the admin's configuration carried over (/etc merged three-way,
-    /// accounts by name, /var), booted by default from the next boot
+    /// accounts by name, /var), booted as a trial at the next boot and the
+    /// default once it is up (`imgbase bless`)
     #[command(
         after_help = "Examples:\n  imgbase update --dry-run /srv/images/node-2.0-0.squashfs\n  \
                   imgbase update https://images.example.com/node-2.0-0.qcow2\n  \
@@ -177,6 +178,13 @@ pub enum Command {
     /// and any base whose layer is booted, the default, next or pinned
     #[command(after_help = "Examples:\n  imgbase --dry-run gc\n  imgbase gc --keep 3")]
     Gc(GcArgs),
+    /// End a trial boot; run at boot by imgbase-bless.service. A layer on
+    /// trial that is booted and reached boot-complete.target becomes the
+    /// default; one that did not (or that grub found out of tries) is
+    /// recorded as failed, the default stays, and the node reboots into it.
+    /// Exits 0 when there is nothing to do.
+    #[command(after_help = "Examples:\n  imgbase bless\n  imgbase --dry-run bless --no-reboot")]
+    Bless(BlessArgs),
     /// Print one status line for a login banner (always exits 0)
     #[command(after_help = "Examples:\n  imgbase motd\n  imgbase --json motd")]
     Motd(CheckArgs),
@@ -311,9 +319,14 @@ pub struct BootArgs {
     /// Print the layer booted by default
     #[arg(long)]
     pub get_default: bool,
-    /// Boot LAYER by default from now on
+    /// Boot LAYER by default from now on (ends any trial)
     #[arg(long, value_name = "LAYER")]
     pub set_default: Option<String>,
+    /// With --set-default: boot LAYER as a trial ([boot] tries in
+    /// imgbase.conf); `imgbase bless` makes it the default once the node
+    /// has reached boot-complete.target
+    #[arg(long, requires = "set_default")]
+    pub trial: bool,
     /// Boot LAYER at the next boot only, then the default again
     #[arg(long, value_name = "LAYER")]
     pub next: Option<String>,
@@ -347,10 +360,21 @@ pub struct UpdateArgs {
     /// Write the whole image, not just its difference from the newest base
     #[arg(long)]
     pub no_delta: bool,
-    /// Install an image of another product, or one not newer than the
-    /// newest base
+    /// Install an image of another product, one not newer than the
+    /// newest base, or one whose layer failed its trial boot here
     #[arg(long)]
     pub force: bool,
+    /// Make the new layer the default at once, not after a trial boot
+    /// (`imgbase bless`); [boot] trial = false in imgbase.conf does the same
+    #[arg(long)]
+    pub no_trial: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BlessArgs {
+    /// When the booted trial failed, do not reboot into the default layer
+    #[arg(long)]
+    pub no_reboot: bool,
 }
 
 #[derive(Debug, Args)]

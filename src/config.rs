@@ -12,6 +12,13 @@
 //! pool_threshold = 80
 //! # `gc` (and `update`, last) keeps this many bases.
 //! bases_to_keep = 2
+//!
+//! [boot]
+//! # `update` boots the new layer as a trial: it becomes the default only
+//! # once it has reached boot-complete.target (`imgbase bless`).
+//! trial = true
+//! # Boots a trial gets before the previous layer comes back (1 to 3).
+//! tries = 1
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -32,6 +39,35 @@ pub const DEFAULT_KEEP_BASES: usize = 2;
 pub struct Config {
     #[serde(default)]
     pub update: Update,
+    #[serde(default)]
+    pub boot: BootConfig,
+}
+
+/// `[boot]`: trial boots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootConfig {
+    #[serde(default = "yes")]
+    pub trial: bool,
+    #[serde(default = "one")]
+    pub tries: u8,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> u8 {
+    1
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        BootConfig {
+            trial: true,
+            tries: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +137,13 @@ impl Config {
                 u.pool_threshold
             ));
         }
+        if !(1..=crate::boot::grubmenu::MAX_TRIES).contains(&c.boot.tries) {
+            return Err(format!(
+                "boot.tries is {}, it must be from 1 to {} (the boots a trial gets)",
+                c.boot.tries,
+                crate::boot::grubmenu::MAX_TRIES
+            ));
+        }
         if u.bases_to_keep < 1 {
             return Err("update.bases_to_keep must be at least 1".into());
         }
@@ -139,6 +182,11 @@ mod tests {
         let c = Config::parse("").unwrap();
         assert_eq!(c.update.pool_threshold, 80.0);
         assert_eq!(c.update.bases_to_keep, 2);
+        assert!(c.boot.trial);
+        assert_eq!(c.boot.tries, 1);
+        let c = Config::parse("[boot]\ntrial = false\ntries = 3\n").unwrap();
+        assert!(!c.boot.trial);
+        assert_eq!(c.boot.tries, 3);
         assert!(c.keep_patterns().contains(&"etc/fstab".to_string()));
     }
 
@@ -158,6 +206,11 @@ mod tests {
         assert!(Config::parse("[update]\nbases_to_keep = 0\n").is_err());
         assert!(Config::parse("[update]\nkeep = [\"/etc/fstab\"]\n").is_err());
         assert!(Config::parse("[update]\nkeep = [\"etc/../../x\"]\n").is_err());
+        for bad in ["0", "4", "300", "-1"] {
+            let e = Config::parse(&format!("[boot]\ntries = {bad}\n")).unwrap_err();
+            assert!(e.contains("tries") || e.contains("invalid"), "{bad}: {e}");
+        }
+        assert!(Config::parse("[boot]\ntrail = false\n").is_err());
     }
 
     #[test]

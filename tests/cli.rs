@@ -436,6 +436,8 @@ fn new_verbs_reject_bad_arguments_with_usage_errors() {
         &["layer", "--pin", "Node-2-0+1", "--remove", "Node-2-0+1"],
         &["rollback", "--to"],
         &["rollback", "Node-2-0+1"],
+        &["boot", "--trial"],
+        &["bless", "Node-2-0+1"],
     ];
     for args in cases {
         let out = node.cmd().args(*args).output().unwrap();
@@ -444,7 +446,18 @@ fn new_verbs_reject_bad_arguments_with_usage_errors() {
     }
     assert!(node.calls().is_empty(), "{:?}", node.calls());
     // Each new verb documents an example.
-    for verb in ["rollback", "gc", "motd", "check", "layer"] {
+    node.cmd()
+        .args(["bless", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("imgbase-bless.service"))
+        .stdout(predicate::str::contains("--no-reboot"));
+    node.cmd()
+        .args(["update", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--no-trial"));
+    for verb in ["rollback", "gc", "motd", "check", "layer", "bless"] {
         node.cmd()
             .args([verb, "--help"])
             .assert()

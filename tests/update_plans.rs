@@ -60,6 +60,7 @@ fn update(f: &FakeLvm, info: &ImageInfo, force: bool, threshold: f64) -> Result<
         pool_threshold: threshold,
         bases_to_keep: 2,
         state_dir: Path::new("/var/lib/imgbase"),
+        trial: Some(1),
     };
     plan_update(&layout_of(f), None, &req).map_err(|e| e.to_string())
 }

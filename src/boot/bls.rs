@@ -343,10 +343,76 @@ pub fn is_ours(file_name: &str) -> bool {
         && file_name.ends_with(FILE_SUFFIX)
 }
 
+/// systemd-boot's boot counter in an entry file name: `NAME+LEFT.conf`
+/// (a trial with LEFT tries left) or `NAME+LEFT-DONE.conf` (DONE boots
+/// counted). Returns the name without it (`NAME.conf`, what the entry is
+/// known by when it is not on trial) and `(left, done)`. A name without
+/// a counter comes back as it is. (A kernel version of digits only would
+/// read as a counter; `uname -r` always holds a dot.)
+pub fn split_counter(file_name: &str) -> (String, Option<(u8, u8)>) {
+    let Some(stem) = file_name.strip_suffix(FILE_SUFFIX) else {
+        return (file_name.to_string(), None);
+    };
+    let Some((name, counter)) = stem.rsplit_once('+') else {
+        return (file_name.to_string(), None);
+    };
+    let number = |s: &str| {
+        (!s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u16>().ok())
+            .flatten()
+            .map(|n| n.min(u8::MAX.into()) as u8)
+    };
+    let parsed = match counter.split_once('-') {
+        Some((left, done)) => number(left).zip(number(done)),
+        None => number(counter).map(|left| (left, 0)),
+    };
+    match parsed {
+        Some(c) if !name.is_empty() => (format!("{name}{FILE_SUFFIX}"), Some(c)),
+        _ => (file_name.to_string(), None),
+    }
+}
+
+/// An entry file name (with or without a counter) with `left` tries left
+/// and none counted: how a trial entry is named.
+pub fn with_counter(file_name: &str, left: u8) -> String {
+    let (plain, _) = split_counter(file_name);
+    let stem = plain.strip_suffix(FILE_SUFFIX).unwrap_or(&plain);
+    format!("{stem}+{left}{FILE_SUFFIX}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn boot_counters_are_split_off_entry_names() {
+        let plain = "imgbase-Node-2.0-0+1-6.1.0-18-amd64.conf";
+        assert_eq!(split_counter(plain), (plain.to_string(), None));
+        for (name, counter) in [
+            ("imgbase-Node-2.0-0+1-6.1.0-18-amd64+3.conf", (3, 0)),
+            ("imgbase-Node-2.0-0+1-6.1.0-18-amd64+2-1.conf", (2, 1)),
+            ("imgbase-Node-2.0-0+1-6.1.0-18-amd64+0-3.conf", (0, 3)),
+            ("imgbase-Node-2.0-0+1-6.1.0-18-amd64+0.conf", (0, 0)),
+        ] {
+            assert_eq!(
+                split_counter(name),
+                (plain.to_string(), Some(counter)),
+                "{name}"
+            );
+            assert_eq!(with_counter(name, 1), with_counter(plain, 1));
+            assert!(is_ours(name));
+        }
+        assert_eq!(
+            with_counter(plain, 3),
+            "imgbase-Node-2.0-0+1-6.1.0-18-amd64+3.conf"
+        );
+        // A layer's own `+N` is not a counter: a kernel version follows it.
+        assert_eq!(split_counter("imgbase-N-1-0+1-6.1.conf").1, None);
+        for odd in ["x+.conf", "x+a.conf", "x+1-.conf", "+1.conf", "x+1"] {
+            assert_eq!(split_counter(odd), (odd.to_string(), None), "{odd}");
+        }
+    }
 
     /// A Fedora-style entry written by kernel-install, with the oddities
     /// imgbase must keep.

@@ -23,6 +23,19 @@ pub const MENU_FILE: &str = "grub/imgbase.cfg";
 /// `10_linux`, so the layers come first in the menu.
 pub const GRUB_D_SCRIPT: &str = "09_imgbase";
 
+/// The grubenv variables of a trial boot (see [`grub_d_script`]).
+pub const ENV_TRIAL: &str = "imgbase_trial";
+pub const ENV_TRIES: &str = "imgbase_tries";
+pub const ENV_FAILED: &str = "imgbase_failed";
+/// What ends every entry's `linux` line: the kernel arguments the script
+/// sets for a trial boot, nothing otherwise.
+pub const TRIAL_ARGS_WORD: &str = "$imgbase_trial_args";
+/// The kernel arguments of a trial boot: a panic or a failed initramfs
+/// reboots (so grub counts the next try) instead of waiting for a human.
+pub const TRIAL_ARGS: &str = "panic=30 rd.shell=0 rd.emergency=reboot";
+/// Most tries a trial gets: the script counts down with an if/elif chain.
+pub const MAX_TRIES: u8 = 3;
+
 /// One layer's entry in the menu.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MenuEntry {
@@ -133,6 +146,10 @@ pub fn render(entries: &[MenuEntry], boot_prefix: &str) -> Result<String, BootEr
             out.push(' ');
             out.push_str(&kernel_arg_word(arg));
         }
+        // Unquoted on purpose: empty outside a trial boot, and split into
+        // its words on one (as Fedora's `$kernelopts` is).
+        out.push(' ');
+        out.push_str(TRIAL_ARGS_WORD);
         out.push('\n');
         if !e.initrds.is_empty() {
             out.push_str("\tinitrd");
@@ -163,6 +180,13 @@ pub fn render(entries: &[MenuEntry], boot_prefix: &str) -> Result<String, BootEr
 ///   GRUB_DEFAULT=saved. imgbase keeps the default layer there, so this
 ///   script makes it the default whatever GRUB_DEFAULT says, unless a
 ///   one-shot entry was taken (`boot_once`).
+/// - a trial (`imgbase_trial` = a layer's id, `imgbase_tries` = "1".."3"):
+///   unless this is a one-shot boot, each boot takes one try, boots the
+///   trial with [`TRIAL_ARGS`] and saves the count; a boot that finds no
+///   try left records `imgbase_failed` and boots `saved_entry` (the last
+///   good layer). `imgbase bless` clears the trial once the node is up, or
+///   reports the failure. `save_env` cannot write grubenv on LVM, RAID or
+///   btrfs: there the count never goes down, so imgbase refuses trials.
 /// - the entries: found with `search --file` on any disk, then `source`d,
 ///   which adds them to the current menu (`configfile` would open a new
 ///   one). If the file is missing, grub prints "no such device" and shows
@@ -183,6 +207,30 @@ if [ -z "${{boot_once}}" ]; then
   if [ -n "${{saved_entry}}" ]; then
     set default="${{saved_entry}}"
   fi
+  # A layer on trial (imgbase update) boots while it has tries left, with
+  # arguments that reboot on a failed boot; then grub records the failure
+  # and the default above comes back. save_env cannot write grubenv on
+  # LVM, RAID or btrfs: imgbase refuses trials there.
+  if [ -n "${{imgbase_trial}}" ]; then
+    if [ "${{imgbase_tries}}" = "3" ]; then
+      set imgbase_tries="2"
+      set default="${{imgbase_trial}}"
+      set imgbase_trial_args="{args}"
+    elif [ "${{imgbase_tries}}" = "2" ]; then
+      set imgbase_tries="1"
+      set default="${{imgbase_trial}}"
+      set imgbase_trial_args="{args}"
+    elif [ "${{imgbase_tries}}" = "1" ]; then
+      set imgbase_tries="0"
+      set default="${{imgbase_trial}}"
+      set imgbase_trial_args="{args}"
+    else
+      set imgbase_failed="${{imgbase_trial}}"
+      unset imgbase_trial
+      unset imgbase_tries
+    fi
+    save_env imgbase_trial imgbase_tries imgbase_failed
+  fi
 fi
 set imgbase_menu={menu}
 if search --no-floppy --set=imgbase_root --file "${{imgbase_menu}}"; then
@@ -191,7 +239,8 @@ fi
 ### end imgbase ###
 EOF
 "#,
-        menu = grub_quote(menu_path_on_boot)
+        menu = grub_quote(menu_path_on_boot),
+        args = TRIAL_ARGS,
     )
 }
 
@@ -216,6 +265,17 @@ mod tests {
             }
             if chars.peek() == Some(&'#') {
                 return Err(format!("comment in {line:?}"));
+            }
+            // The one variable imgbase writes unquoted, as a whole word.
+            let rest: String = chars.clone().collect();
+            if let Some(after) = rest.strip_prefix(TRIAL_ARGS_WORD)
+                && after.chars().next().is_none_or(|c| c == ' ' || c == '\t')
+            {
+                words.push(TRIAL_ARGS_WORD.to_string());
+                for _ in 0..TRIAL_ARGS_WORD.len() {
+                    chars.next();
+                }
+                continue;
             }
             let mut w = String::new();
             while let Some(&c) = chars.peek() {
@@ -300,7 +360,7 @@ menuentry 'Node 2.0 (Node-2.0-0+1)' --id 'Node-2.0-0+1' {
 \tinsmod lvm
 \tinsmod ext2
 \tsearch --no-floppy --set=root --file /vmlinuz-6.1.0-18-amd64
-\tlinux /vmlinuz-6.1.0-18-amd64 root=/dev/HostVG/Node-2.0-0+1 rd.lvm.lv=HostVG/Node-2.0-0+1 imgbase.layer=Node-2.0-0+1 ro quiet
+\tlinux /vmlinuz-6.1.0-18-amd64 root=/dev/HostVG/Node-2.0-0+1 rd.lvm.lv=HostVG/Node-2.0-0+1 imgbase.layer=Node-2.0-0+1 ro quiet $imgbase_trial_args
 \tinitrd /initrd.img-6.1.0-18-amd64
 }
 
@@ -308,7 +368,7 @@ menuentry 'Node 1.0 (Node-1.0-0+1)' --id 'Node-1.0-0+1' {
 \tinsmod lvm
 \tinsmod ext2
 \tsearch --no-floppy --set=root --file /vmlinuz-6.1.0-17-amd64
-\tlinux /vmlinuz-6.1.0-17-amd64 root=/dev/HostVG/Node-1.0-0+1 rd.lvm.lv=HostVG/Node-1.0-0+1 imgbase.layer=Node-1.0-0+1 ro quiet 'rd.driver.blacklist=a b'
+\tlinux /vmlinuz-6.1.0-17-amd64 root=/dev/HostVG/Node-1.0-0+1 rd.lvm.lv=HostVG/Node-1.0-0+1 imgbase.layer=Node-1.0-0+1 ro quiet 'rd.driver.blacklist=a b' $imgbase_trial_args
 \tinitrd /initrd.img-6.1.0-17-amd64 /extra.img
 }
 ";
@@ -453,6 +513,30 @@ if [ -z \"${boot_once}\" ]; then
   if [ -n \"${saved_entry}\" ]; then
     set default=\"${saved_entry}\"
   fi
+  # A layer on trial (imgbase update) boots while it has tries left, with
+  # arguments that reboot on a failed boot; then grub records the failure
+  # and the default above comes back. save_env cannot write grubenv on
+  # LVM, RAID or btrfs: imgbase refuses trials there.
+  if [ -n \"${imgbase_trial}\" ]; then
+    if [ \"${imgbase_tries}\" = \"3\" ]; then
+      set imgbase_tries=\"2\"
+      set default=\"${imgbase_trial}\"
+      set imgbase_trial_args=\"panic=30 rd.shell=0 rd.emergency=reboot\"
+    elif [ \"${imgbase_tries}\" = \"2\" ]; then
+      set imgbase_tries=\"1\"
+      set default=\"${imgbase_trial}\"
+      set imgbase_trial_args=\"panic=30 rd.shell=0 rd.emergency=reboot\"
+    elif [ \"${imgbase_tries}\" = \"1\" ]; then
+      set imgbase_tries=\"0\"
+      set default=\"${imgbase_trial}\"
+      set imgbase_trial_args=\"panic=30 rd.shell=0 rd.emergency=reboot\"
+    else
+      set imgbase_failed=\"${imgbase_trial}\"
+      unset imgbase_trial
+      unset imgbase_tries
+    fi
+    save_env imgbase_trial imgbase_tries imgbase_failed
+  fi
 fi
 set imgbase_menu='/grub/imgbase.cfg'
 if search --no-floppy --set=imgbase_root --file \"${imgbase_menu}\"; then
@@ -507,7 +591,8 @@ fi
             let line = menu.lines().find(|l| l.starts_with("\tlinux ")).unwrap();
             let words = grub_words(line).map_err(TestCaseError::fail)?;
             prop_assert_eq!(&words[..2], &["linux".to_string(), "/vmlinuz".into()]);
-            let kernel = Cmdline::parse(&loader_cmdline(&words[2..]));
+            prop_assert_eq!(words.last().map(String::as_str), Some(TRIAL_ARGS_WORD));
+            let kernel = Cmdline::parse(&loader_cmdline(&words[2..words.len() - 1]));
             let want: Vec<_> = options.args().iter().map(|a| split_arg(a)).collect();
             let got: Vec<_> = kernel.args().iter().map(|a| split_arg(a)).collect();
             prop_assert_eq!(got, want);

@@ -29,6 +29,10 @@ pub const STORE: &str = "imgbase";
 /// The layer's kernel arguments, inside its directory.
 pub const CMDLINE_FILE: &str = "cmdline";
 const TMP_PREFIX: &str = ".tmp-";
+/// Under the store: one file a layer whose trial boot failed, holding when
+/// and why (on /boot, which every layer shares; /var is each layer's own).
+/// Never a layer's name: those hold a `+`.
+pub const FAILED_DIR: &str = "failed";
 
 /// A kernel found in a layer's tree: paths relative to the tree's root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,7 +293,7 @@ impl Store {
         Ok(read_dir_names(&self.dir)
             .map_err(io_at(&self.dir))?
             .into_iter()
-            .filter(|(n, p)| !n.starts_with('.') && p.is_dir())
+            .filter(|(n, p)| !n.starts_with('.') && n != FAILED_DIR && p.is_dir())
             .map(|(n, _)| n)
             .collect())
     }
@@ -299,7 +303,7 @@ impl Store {
         Ok(read_dir_names(&self.dir)
             .map_err(io_at(&self.dir))?
             .into_iter()
-            .filter(|(n, p)| n.starts_with('.') || !p.is_dir())
+            .filter(|(n, p)| n.starts_with('.') || (n != FAILED_DIR && !p.is_dir()))
             .map(|(_, p)| p)
             .collect())
     }
@@ -356,6 +360,46 @@ impl Store {
         sync_dir(&self.dir)
             .or_else(ignore_missing)
             .map_err(io_at(&self.dir))
+    }
+
+    fn failure_path(&self, layer: &str) -> PathBuf {
+        self.dir.join(FAILED_DIR).join(layer)
+    }
+
+    /// Record why `layer`'s trial boot failed (one line), or (None) forget it.
+    pub fn set_failure(&self, layer: &str, line: Option<&str>) -> Result<(), BootError> {
+        let path = self.failure_path(layer);
+        match line {
+            Some(l) => {
+                super::refuse_control("failure reason", l)?;
+                let dir = self.dir.join(FAILED_DIR);
+                fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+                super::write_atomic(&path, format!("{l}\n").as_bytes()).map_err(io_at(&path))
+            }
+            None => fs::remove_file(&path)
+                .or_else(ignore_missing)
+                .map_err(io_at(&path)),
+        }
+    }
+
+    /// Every recorded failure as (layer, line), sorted.
+    pub fn failures(&self) -> Vec<(String, String)> {
+        let dir = self.dir.join(FAILED_DIR);
+        let mut out: Vec<(String, String)> = read_dir_names(&dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with('.'))
+            .filter_map(|(n, _)| self.failure(&n).map(|l| (n, l)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The recorded line of a failed trial, if any.
+    pub fn failure(&self, layer: &str) -> Option<String> {
+        fs::read_to_string(self.failure_path(layer))
+            .ok()
+            .map(|s| s.trim().to_string())
     }
 
     /// Remove a stray path (see [`Store::strays`]).

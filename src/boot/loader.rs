@@ -91,6 +91,27 @@ pub fn detect(boot_dir: &Path) -> Option<Loader> {
     None
 }
 
+/// A layer on trial: booted (by grub's script, or as BLS's one-shot entry)
+/// while it has tries left, made the default by `imgbase bless` only once
+/// the node is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TrialState {
+    pub layer: String,
+    pub tries: u8,
+}
+
+/// What the loader records of trials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trials {
+    /// The layer on trial, with the tries it has left.
+    pub pending: Option<TrialState>,
+    /// BLS: boots systemd-boot counted on the pending trial (`+LEFT-DONE`).
+    pub done: u8,
+    /// Layers the loader found out of tries: grub's `imgbase_failed`, a
+    /// BLS entry at `+0`.
+    pub failed: Vec<String>,
+}
+
 /// One entry as `boot --list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Listed {
@@ -196,6 +217,27 @@ impl Boot {
     /// [`Boot::next_in_efi_var`].
     pub fn set_next(&self, id: Option<&str>) -> Result<(), BootError> {
         loaders::set_env(self.at(), "next_entry", id)
+    }
+
+    /// The trial the loader holds.
+    pub fn trials(&self) -> Result<Trials, BootError> {
+        self.imp().trials(self.at())
+    }
+
+    /// Put a layer on trial, or (None) none.
+    pub fn set_trial(&self, trial: Option<&TrialState>) -> Result<(), BootError> {
+        self.imp().set_trial(self.at(), trial)
+    }
+
+    /// Forget that the loader found `layer` out of tries.
+    pub fn clear_failed(&self, layer: &str) -> Result<(), BootError> {
+        self.imp().clear_failed(self.at(), layer)
+    }
+
+    /// The one-shot id that boots a layer on trial (BLS), if the loader
+    /// boots trials that way.
+    pub fn trial_next_id(&self, inst: &Installed, tries: u8) -> Option<String> {
+        self.imp().trial_next_id(inst, tries)
     }
 
     /// Whether the one-shot entry is an EFI variable that a tool sets
@@ -492,6 +534,138 @@ mod tests {
             let (_t, b) = boot(loader);
             assert_eq!(b.needs_grub_script(), script, "{loader}");
             assert_eq!(b.next_in_efi_var(), efi, "{loader}");
+        }
+    }
+
+    #[test]
+    fn a_grub_trial_lives_in_grubenv_and_ends_in_one_write() {
+        let (_t, b) = boot(Loader::Grub);
+        assert_eq!(b.trials().unwrap(), Trials::default());
+        b.set_default(Some("N-1-0+1")).unwrap();
+        let t = TrialState {
+            layer: "N-2-0+1".into(),
+            tries: 3,
+        };
+        b.set_trial(Some(&t)).unwrap();
+        let env = crate::boot::grubenv::GrubEnv::load(&b.grubenv_path()).unwrap();
+        assert_eq!(env.get("imgbase_trial"), Some("N-2-0+1"));
+        assert_eq!(env.get("imgbase_tries"), Some("3"));
+        assert_eq!(env.get("saved_entry"), Some("N-1-0+1"), "the default stays");
+        assert_eq!(b.trials().unwrap().pending, Some(t));
+        // What the script leaves after a boot that found no try left.
+        let mut env = env;
+        env.unset("imgbase_trial");
+        env.unset("imgbase_tries");
+        env.set("imgbase_failed", "N-2-0+1").unwrap();
+        env.save(&b.grubenv_path()).unwrap();
+        let got = b.trials().unwrap();
+        assert_eq!(got.pending, None);
+        assert_eq!(got.failed, ["N-2-0+1"]);
+        b.clear_failed("other").unwrap();
+        assert_eq!(b.trials().unwrap().failed, ["N-2-0+1"]);
+        b.clear_failed("N-2-0+1").unwrap();
+        assert_eq!(b.trials().unwrap(), Trials::default());
+        // A count the script would not take is no try.
+        b.set_trial(Some(&TrialState {
+            layer: "L".into(),
+            tries: 2,
+        }))
+        .unwrap();
+        crate::boot::loaders::set_env(b.at(), "imgbase_tries", Some("x")).unwrap();
+        assert_eq!(b.trials().unwrap().pending.unwrap().tries, 0);
+        b.set_trial(None).unwrap();
+        let env = crate::boot::grubenv::GrubEnv::load(&b.grubenv_path()).unwrap();
+        assert_eq!(env.get("imgbase_trial"), None);
+        assert_eq!(env.get("imgbase_tries"), None);
+        assert_eq!(env.get("saved_entry"), Some("N-1-0+1"));
+    }
+
+    fn entry_names(t: &tempfile::TempDir) -> Vec<String> {
+        let mut names: Vec<_> = fs::read_dir(t.path().join("loader/entries"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_bls_trial_is_its_entry_files_counted_and_never_twinned() {
+        for loader in [Loader::SystemdBoot, Loader::GrubBls] {
+            let (t, b) = boot(loader);
+            let layers = [
+                installed("N-1-0+1", &["6.1"]),
+                installed("N-2-0+1", &["6.2", "6.1"]),
+            ];
+            b.write_entries(&layers).unwrap();
+            let trial = TrialState {
+                layer: "N-2-0+1".into(),
+                tries: 2,
+            };
+            b.set_trial(Some(&trial)).unwrap();
+            assert_eq!(
+                entry_names(&t),
+                [
+                    "imgbase-N-1-0+1-6.1.conf",
+                    "imgbase-N-2-0+1-6.1+2.conf",
+                    "imgbase-N-2-0+1-6.2+2.conf"
+                ],
+                "{loader}"
+            );
+            assert_eq!(b.trials().unwrap().pending, Some(trial.clone()));
+            assert_eq!(
+                b.trial_next_id(&layers[1], 2).as_deref(),
+                Some("imgbase-N-2-0+1-6.2+2")
+            );
+            // Ids with a counter still name the layer.
+            assert!(b.layer_of_id("imgbase-N-2-0+1-6.2+2", &layers).is_some());
+            assert!(
+                b.layer_of_id("imgbase-N-2-0+1-6.2+0-3.conf", &layers)
+                    .is_some()
+            );
+            // Rewriting the entries keeps the counted names, and a plain
+            // twin left by someone goes.
+            let dir = t.path().join("loader/entries");
+            fs::copy(
+                dir.join("imgbase-N-2-0+1-6.2+2.conf"),
+                dir.join("imgbase-N-2-0+1-6.2.conf"),
+            )
+            .unwrap();
+            b.write_entries(&layers).unwrap();
+            assert_eq!(
+                entry_names(&t),
+                [
+                    "imgbase-N-1-0+1-6.1.conf",
+                    "imgbase-N-2-0+1-6.1+2.conf",
+                    "imgbase-N-2-0+1-6.2+2.conf"
+                ],
+                "{loader}"
+            );
+            assert_eq!(b.written_layers().unwrap(), ["N-1-0+1", "N-2-0+1"]);
+            // systemd-boot counted it down to nothing: failed, not pending.
+            fs::rename(
+                dir.join("imgbase-N-2-0+1-6.2+2.conf"),
+                dir.join("imgbase-N-2-0+1-6.2+0-2.conf"),
+            )
+            .unwrap();
+            let got = b.trials().unwrap();
+            assert_eq!((got.pending, got.failed), (None, vec!["N-2-0+1".into()]));
+            b.clear_failed("N-2-0+1").unwrap();
+            assert_eq!(
+                entry_names(&t),
+                [
+                    "imgbase-N-1-0+1-6.1.conf",
+                    "imgbase-N-2-0+1-6.1.conf",
+                    "imgbase-N-2-0+1-6.2.conf"
+                ],
+                "{loader}"
+            );
+            assert_eq!(b.trials().unwrap(), Trials::default());
+            // Blessing names them plainly too; the default names a plain id.
+            b.set_trial(Some(&trial)).unwrap();
+            b.set_trial(None).unwrap();
+            assert_eq!(b.trials().unwrap(), Trials::default());
+            assert!(!entry_names(&t).iter().any(|n| n.contains("+2")));
         }
     }
 

@@ -107,6 +107,9 @@ pub struct Layer {
     pub booted: bool,
     /// Tagged `imgbase:pinned`: `imgbase gc` keeps it and its base.
     pub pinned: bool,
+    /// Tagged `imgbase:failed`: its trial boot failed; nothing picks it
+    /// by itself.
+    pub failed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -258,6 +261,7 @@ impl Layout {
                 Ok(ImageName::Layer(name)) => layers.push(Layer {
                     booted: booted.as_deref() == Some(r.name.as_str()),
                     pinned: r.has_tag(tags::PINNED),
+                    failed: r.has_tag(tags::FAILED),
                     name,
                     volume: Volume::from_record(r),
                 }),

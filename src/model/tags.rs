@@ -17,6 +17,9 @@ pub const LAST_LAYER: &str = "imgbase:last-layer=";
 
 /// On a layer: kept by `imgbase gc` (and its base with it) until unpinned.
 pub const PINNED: &str = "imgbase:pinned";
+/// On a layer: its trial boot failed (`imgbase bless` found it), so it is
+/// never booted again by itself; why is in /boot/imgbase/failed/LAYER.
+pub const FAILED: &str = "imgbase:failed";
 
 /// On a base made from an image: the image file's sha256.
 pub const SHA256: &str = "imgbase:sha256=";

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{Sys, Undo};
+use crate::boot::loader::{Loader, TrialState};
 use crate::error::{Error, Result};
 use crate::sys::boot::BootExec;
 
@@ -39,6 +40,24 @@ pub enum BootStep {
     },
     /// Install /etc/grub.d/09_imgbase under this root.
     InstallGrubScript { root: PathBuf },
+    /// Put a layer on trial (None: none); `default` is the default entry's
+    /// layer, which stays (for the plan's text only).
+    SetTrial {
+        trial: Option<TrialState>,
+        previous: Option<TrialState>,
+        default: Option<String>,
+    },
+    /// Record why a layer's trial boot failed in
+    /// /boot/imgbase/failed/LAYER (None: forget it).
+    SetFailure {
+        layer: String,
+        line: Option<String>,
+        previous: Option<String>,
+    },
+    /// Forget the loader's own record that a layer ran out of tries
+    /// (grub's `imgbase_failed`, a BLS `+0` counter), once imgbase has
+    /// recorded the failure itself.
+    ClearLoaderFailure { layer: String },
 }
 
 impl BootStep {
@@ -66,8 +85,28 @@ impl BootStep {
                     layer: previous,
                     previous: layer,
                 },
+                SetTrial {
+                    trial,
+                    previous,
+                    default,
+                } => SetTrial {
+                    trial: previous,
+                    previous: trial,
+                    default,
+                },
+                SetFailure {
+                    layer,
+                    line,
+                    previous,
+                } => SetFailure {
+                    layer,
+                    line: previous,
+                    previous: line,
+                },
                 // Harmless to keep: it only makes grub read our menu.
                 InstallGrubScript { .. } => return Undo::Keep,
+                // The LV tag and the file above hold the failure now.
+                ClearLoaderFailure { .. } => return Undo::Keep,
                 RemoveKernels { .. } | RemoveStray { .. } => return Undo::Never,
             }
             .into(),
@@ -106,6 +145,27 @@ impl BootStep {
             InstallGrubScript { root } => {
                 b.install_grub_script(root)?;
             }
+            SetTrial { trial, .. } => {
+                b.set_trial(trial.as_ref())?;
+                // BLS loaders boot a trial as the one-shot entry.
+                if b.loader != Loader::Grub {
+                    let next = match trial {
+                        Some(t) => {
+                            let inst = b.store().installed(&t.layer)?.ok_or_else(|| {
+                                Error::Refused(format!(
+                                    "layer {} has no kernels under /boot/imgbase",
+                                    t.layer
+                                ))
+                            })?;
+                            b.trial_next_id(&inst, t.tries)
+                        }
+                        None => None,
+                    };
+                    exec.set_next(next.as_deref())?;
+                }
+            }
+            SetFailure { layer, line, .. } => b.store().set_failure(layer, line.as_deref())?,
+            ClearLoaderFailure { layer } => b.clear_failed(layer)?,
         }
         Ok(())
     }
@@ -140,11 +200,102 @@ impl fmt::Display for BootStep {
             SetDefault { layer: None, .. } => write!(f, "clear the default boot entry"),
             SetNext { layer: Some(l), .. } => write!(f, "boot {l} once, at the next boot"),
             SetNext { layer: None, .. } => write!(f, "clear the one-shot boot entry"),
+            SetTrial {
+                trial: Some(t),
+                default,
+                ..
+            } => write!(
+                f,
+                "boot {} as a trial ({} {}), the default stays {}",
+                t.layer,
+                t.tries,
+                if t.tries == 1 { "try" } else { "tries" },
+                default.as_deref().unwrap_or("unset")
+            ),
+            SetTrial {
+                trial: None,
+                previous: Some(p),
+                ..
+            } => write!(f, "end the trial of {}", p.layer),
+            SetTrial { trial: None, .. } => write!(f, "end any trial"),
+            SetFailure {
+                layer,
+                line: Some(l),
+                ..
+            } => write!(
+                f,
+                "record in /boot/imgbase/failed/{layer} that its trial failed: {l}"
+            ),
+            SetFailure { layer, .. } => write!(f, "remove /boot/imgbase/failed/{layer}"),
+            ClearLoaderFailure { layer } => write!(
+                f,
+                "clear the boot loader's record that {layer} ran out of tries"
+            ),
             InstallGrubScript { root } => write!(
                 f,
                 "install {}/etc/grub.d/09_imgbase so grub reads imgbase's entries",
                 root.display().to_string().trim_end_matches('/')
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Step, Undo};
+
+    #[test]
+    fn trial_steps_round_trip_through_the_journal_and_undo_to_what_was() {
+        let t = |layer: &str, tries| TrialState {
+            layer: layer.into(),
+            tries,
+        };
+        let set = BootStep::SetTrial {
+            trial: Some(t("N-2-0+1", 3)),
+            previous: Some(t("N-1-0+2", 1)),
+            default: Some("N-1-0+1".into()),
+        };
+        let fail = BootStep::SetFailure {
+            layer: "N-2-0+1".into(),
+            line: Some("T why".into()),
+            previous: None,
+        };
+        for s in [
+            set.clone(),
+            fail.clone(),
+            BootStep::ClearLoaderFailure {
+                layer: "N-2-0+1".into(),
+            },
+        ] {
+            let json = serde_json::to_string(&Step::Boot(s.clone())).unwrap();
+            let back: Step = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, Step::Boot(s), "{json}");
+        }
+        assert!(
+            serde_json::to_string(&Step::Boot(set.clone()))
+                .unwrap()
+                .contains("\"step\":\"set-trial\"")
+        );
+        assert_eq!(
+            set.undo(),
+            Undo::By(Box::new(Step::Boot(BootStep::SetTrial {
+                trial: Some(t("N-1-0+2", 1)),
+                previous: Some(t("N-2-0+1", 3)),
+                default: Some("N-1-0+1".into()),
+            })))
+        );
+        assert_eq!(
+            fail.undo(),
+            Undo::By(Box::new(Step::Boot(BootStep::SetFailure {
+                layer: "N-2-0+1".into(),
+                line: None,
+                previous: Some("T why".into()),
+            })))
+        );
+        assert_eq!(
+            set.to_string(),
+            "boot N-2-0+1 as a trial (3 tries), the default stays N-1-0+1"
+        );
     }
 }

@@ -392,3 +392,44 @@ impl super::boot::LayerTrees for DirTrees {
         Ok(())
     }
 }
+
+/// Answers commands from a table (by the command line as
+/// [`Cmd::display`](super::cmd::Cmd::display) prints it) and records each
+/// one; an unknown command exits 1 with nothing printed.
+#[derive(Debug, Default)]
+pub struct FakeRunner {
+    pub answers: RefCell<Vec<(String, super::cmd::Output)>>,
+    pub calls: RefCell<Vec<String>>,
+}
+
+impl FakeRunner {
+    /// Answer `line` with this exit code and stdout.
+    pub fn answer(&self, line: &str, code: i32, stdout: &str) -> &Self {
+        self.answers.borrow_mut().push((
+            line.to_string(),
+            super::cmd::Output {
+                code,
+                stdout: stdout.to_string(),
+                stderr: String::new(),
+            },
+        ));
+        self
+    }
+}
+
+impl super::cmd::Runner for FakeRunner {
+    fn output(&self, cmd: &super::cmd::Cmd) -> Result<super::cmd::Output, super::cmd::CmdError> {
+        let line = cmd.display();
+        self.calls.borrow_mut().push(line.clone());
+        Ok(self
+            .answers
+            .borrow()
+            .iter()
+            .find(|(l, _)| *l == line)
+            .map(|(_, o)| o.clone())
+            .unwrap_or(super::cmd::Output {
+                code: 1,
+                ..Default::default()
+            }))
+    }
+}

@@ -198,6 +198,25 @@ fn unescape_mountinfo(s: &str) -> String {
     out
 }
 
+/// Why grub's `save_env` cannot write a grubenv in `dir` at boot, if it
+/// cannot: grub writes only a plain file's blocks on a plain disk, so not
+/// on btrfs, nor on device-mapper (LVM) or md (RAID). A trial counts its
+/// tries with `save_env`: there it would never run out.
+pub fn grub_cannot_save_env(dir: &Path) -> Option<String> {
+    const BTRFS_SUPER_MAGIC: u64 = 0x9123_683e;
+    if rustix::fs::statfs(dir).is_ok_and(|s| s.f_type as u64 == BTRFS_SUPER_MAGIC) {
+        return Some(format!("{} is on btrfs", dir.display()));
+    }
+    let dev = DevNum::of_mount(dir).ok()?;
+    let sys = format!("/sys/dev/block/{}:{}", dev.major, dev.minor);
+    for (sub, what) in [("dm", "LVM (device-mapper)"), ("md", "RAID (md)")] {
+        if Path::new(&sys).join(sub).is_dir() {
+            return Some(format!("{} is on {what}", dir.display()));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

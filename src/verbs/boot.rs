@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::boot::kernels::Installed;
-use crate::boot::loader::{Boot, Listed};
+use crate::boot::loader::{Boot, Listed, Loader, TrialState, Trials};
 use crate::error::{Error, Result};
 use crate::model::layout::{Layout, Pool};
 use crate::model::names::LayerName;
@@ -37,6 +37,10 @@ pub struct BootView {
     pub written: Vec<String>,
     /// Files and folders under /boot/imgbase that are no layer's (`.tmp-*`).
     pub strays: Vec<PathBuf>,
+    /// The trial the loader holds, and the trials it found out of tries.
+    pub trials: Trials,
+    /// Failed trials imgbase recorded (/boot/imgbase/failed/): (layer, line).
+    pub failures: Vec<(String, String)>,
 }
 
 impl BootView {
@@ -55,6 +59,8 @@ impl BootView {
                 .and_then(|id| boot.layer_of_id(id, &entries).map(|l| l.layer.clone()))
         };
         Ok(BootView {
+            trials: boot.trials()?,
+            failures: store.failures(),
             written: boot.written_layers()?,
             strays: store.strays()?,
             free: store.free_bytes(),
@@ -71,6 +77,19 @@ impl BootView {
 
     fn has(&self, layer: &str) -> bool {
         self.installed.iter().any(|l| l == layer)
+    }
+
+    /// The layer on trial, if one is.
+    pub fn trial(&self) -> Option<&str> {
+        self.trials.pending.as_ref().map(|t| t.layer.as_str())
+    }
+
+    /// The recorded line of a layer's failed trial.
+    pub fn failure(&self, layer: &str) -> Option<&str> {
+        self.failures
+            .iter()
+            .find(|(l, _)| l == layer)
+            .map(|(_, line)| line.as_str())
     }
 }
 
@@ -223,6 +242,9 @@ pub fn before_removing(plan: &mut Plan, view: &BootView, layers: &[String]) {
             .cloned()
             .collect(),
     );
+    if view.trials.pending.as_ref().is_some_and(|t| gone(&t.layer)) {
+        end_trial(plan, view);
+    }
     if view.next.as_ref().is_some_and(gone) {
         plan.push(BootStep::SetNext {
             layer: None,
@@ -264,7 +286,8 @@ fn entry_of<'v>(layout: &Layout, view: &'v BootView, layer: &str) -> Result<&'v 
         })
 }
 
-/// `boot --set-default LAYER`.
+/// `boot --set-default LAYER`: the operator's choice, so a pending trial
+/// ends (else it would still boot, and be blessed over the choice).
 pub fn plan_set_default(layout: &Layout, view: &BootView, layer: &str) -> Result<Plan> {
     let layer = entry_of(layout, view, layer)?;
     let mut plan = Plan::new(&layout.vg, format!("boot {layer} by default"));
@@ -274,6 +297,95 @@ pub fn plan_set_default(layout: &Layout, view: &BootView, layer: &str) -> Result
             previous: view.default.clone(),
         });
     }
+    end_trial(&mut plan, view);
+    Ok(plan)
+}
+
+/// A step that ends the pending trial, if there is one.
+pub fn end_trial(plan: &mut Plan, view: &BootView) {
+    if let Some(t) = &view.trials.pending {
+        plan.push(BootStep::SetTrial {
+            trial: None,
+            previous: Some(t.clone()),
+            default: view.default.clone(),
+        });
+    }
+}
+
+/// Why this node's loader cannot boot a trial, if it cannot. (Whether
+/// grub can write grubenv where it is, is the caller's to ask: see
+/// `sys::fs::grubenv_unwritable_by_grub`.)
+pub fn trial_unsupported(view: &BootView) -> Option<String> {
+    (view.boot.loader == Loader::Grub && !view.boot.grub_reads_menu()).then(|| {
+        format!(
+            "grub.cfg does not read imgbase's entries ({}), so grub cannot count a trial's              tries: run `imgbase boot --setup` and `update-grub` once, or pass --no-trial",
+            view.boot.menu_path().display()
+        )
+    })
+}
+
+/// Steps that put `layer` on trial with `tries` tries; a failed layer
+/// tried again loses its failure records.
+pub fn push_trial(
+    plan: &mut Plan,
+    layout: &Layout,
+    view: &BootView,
+    layer: &str,
+    tries: u8,
+) -> Result<()> {
+    if !(1..=crate::boot::grubmenu::MAX_TRIES).contains(&tries) {
+        return Err(Error::Refused(format!(
+            "a trial gets 1 to {} tries, not {tries}",
+            crate::boot::grubmenu::MAX_TRIES
+        )));
+    }
+    if let Some(why) = trial_unsupported(view) {
+        return Err(Error::Refused(why));
+    }
+    if layout.layer(layer).is_some_and(|(_, l)| l.failed) {
+        plan.push(LvmStep::ChangeTags {
+            lv: layer.into(),
+            add: vec![],
+            del: vec![tags::FAILED.into()],
+        });
+    }
+    if let Some(line) = view.failure(layer) {
+        plan.push(BootStep::SetFailure {
+            layer: layer.into(),
+            line: None,
+            previous: Some(line.to_string()),
+        });
+    }
+    plan.push(BootStep::SetTrial {
+        trial: Some(TrialState {
+            layer: layer.into(),
+            tries,
+        }),
+        previous: view.trials.pending.clone(),
+        default: view.default.clone(),
+    });
+    Ok(())
+}
+
+/// `boot --set-default LAYER --trial`: boot LAYER as a trial; `imgbase
+/// bless` makes it the default once the node is up.
+pub fn plan_trial(layout: &Layout, view: &BootView, layer: &str, tries: u8) -> Result<Plan> {
+    let layer = entry_of(layout, view, layer)?;
+    if view.default.as_deref() == Some(layer) {
+        let mut plan = Plan::new(
+            &layout.vg,
+            format!("layer {layer} is the default already: there is nothing to try"),
+        );
+        end_trial(&mut plan, view);
+        return Ok(plan);
+    }
+    let mut plan = Plan::new(
+        &layout.vg,
+        format!(
+            "boot {layer} as a trial; `imgbase bless` makes it the default once the node is up"
+        ),
+    );
+    push_trial(&mut plan, layout, view, layer, tries)?;
     Ok(plan)
 }
 
@@ -387,6 +499,30 @@ pub struct CheckReport {
     /// `*.imgnew` files under the running root's /etc: the new version of
     /// a file an update could not merge, waiting for the operator.
     pub update_conflicts: Vec<PathBuf>,
+    /// Layers whose trial boot failed (tagged `imgbase:failed`, or found
+    /// out of tries by the loader and not recorded yet).
+    pub failed_trials: Vec<FailedTrial>,
+    /// The layer on trial, with its tries left (not a problem).
+    pub trial: Option<TrialState>,
+}
+
+/// A layer whose trial boot failed, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedTrial {
+    pub layer: String,
+    pub reason: String,
+}
+
+impl FailedTrial {
+    /// What `imgbase check` says of it.
+    pub fn describe(&self) -> String {
+        let l = &self.layer;
+        format!(
+            "layer {l} failed its trial boot ({}) and is not the default: remove it with \
+             `imgbase layer --remove {l}` or retry with `imgbase boot --set-default {l} --trial`",
+            self.reason
+        )
+    }
 }
 
 impl CheckReport {
@@ -403,6 +539,7 @@ impl CheckReport {
             + self.pool_over_threshold.len()
             + self.layers_without_base.len()
             + self.update_conflicts.len()
+            + self.failed_trials.len()
     }
 
     /// One line for a login banner (`imgbase motd`).
@@ -410,7 +547,12 @@ impl CheckReport {
         let n = self.problems();
         if n > 0 {
             let s = if n == 1 { "" } else { "s" };
-            return format!("imgbase: DEGRADED: {n} problem{s} (run imgbase check)");
+            let failed = match self.failed_trials.as_slice() {
+                [] => String::new(),
+                [f] => format!("layer {} failed its trial boot; ", f.layer),
+                many => format!("{} layers failed their trial boot; ", many.len()),
+            };
+            return format!("imgbase: DEGRADED: {failed}{n} problem{s} (run imgbase check)");
         }
         let running = match (&self.booted, &self.default) {
             (Some(b), Some(d)) if b == d => format!("running {b} (default)"),
@@ -419,8 +561,12 @@ impl CheckReport {
             (None, Some(d)) => format!("not running from a layer (default: {d})"),
             (None, None) => "not running from a layer".to_string(),
         };
+        let trial = match &self.trial {
+            Some(t) => format!(", {} on trial", t.layer),
+            None => String::new(),
+        };
         format!(
-            "imgbase: OK: {running}, pool {:.0}% data, {:.0}% metadata",
+            "imgbase: OK: {running}{trial}, pool {:.0}% data, {:.0}% metadata",
             self.pool_data_percent, self.pool_metadata_percent
         )
     }
@@ -535,9 +681,28 @@ pub fn check_with(
         update_conflicts: opts.root.map(update_conflicts).unwrap_or_default(),
         ..Default::default()
     };
+    for l in layout.layers().filter(|l| l.failed) {
+        let lv = &l.volume.lv;
+        r.failed_trials.push(FailedTrial {
+            layer: lv.clone(),
+            reason: view
+                .and_then(|v| v.failure(lv))
+                .unwrap_or("no reason recorded under /boot/imgbase/failed")
+                .to_string(),
+        });
+    }
     let Some(view) = view else {
         return Ok(r);
     };
+    for l in &view.trials.failed {
+        if !r.failed_trials.iter().any(|f| f.layer == *l) {
+            r.failed_trials.push(FailedTrial {
+                layer: l.clone(),
+                reason: "the boot loader found it out of tries; `imgbase bless` records it".into(),
+            });
+        }
+    }
+    r.trial = view.trials.pending.clone();
     r.loader = Some(view.boot.loader.to_string());
     let written = view.boot.written_layers()?;
     let layers: Vec<String> = layout.layers().map(|l| l.volume.lv.clone()).collect();
@@ -589,6 +754,8 @@ mod tests {
             bytes: installed.iter().map(|(l, b)| (l.to_string(), *b)).collect(),
             written: vec![],
             strays: vec![],
+            trials: Default::default(),
+            failures: vec![],
         }
     }
 

@@ -1,7 +1,7 @@
 //! `imgbase gc`: remove old bases with their layers, keeping the newest
 //! few. A base is kept whole, however old, while one of its layers is
-//! booted, is (or becomes) the default boot entry, boots next, or is
-//! pinned (`imgbase layer --pin`). LVs tagged `imgbased:init` or
+//! booted, is (or becomes) the default boot entry, boots next, is on
+//! trial, or is pinned (`imgbase layer --pin`). LVs tagged `imgbased:init` or
 //! `imgbased:volume` are never removed.
 //!
 //! [`add_gc`] appends the same steps to another verb's plan (an update
@@ -76,6 +76,7 @@ fn view_after(view: &BootView, plan: &Plan) -> BootView {
             Step::Boot(BootStep::WriteEntries { layers, .. }) => v.installed = layers.clone(),
             Step::Boot(BootStep::SetDefault { layer, .. }) => v.default = layer.clone(),
             Step::Boot(BootStep::SetNext { layer, .. }) => v.next = layer.clone(),
+            Step::Boot(BootStep::SetTrial { trial, .. }) => v.trials.pending = trial.clone(),
             _ => {}
         }
     }
@@ -139,6 +140,9 @@ pub fn add_gc(
         }
         if let Some(l) = &v.next {
             protected.push((l, "boots next"));
+        }
+        if let Some(l) = v.trial() {
+            protected.push((l, "is on trial"));
         }
     }
 

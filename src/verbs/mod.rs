@@ -3,6 +3,7 @@
 //! nothing here touches the system except through the traits in `sys`.
 
 pub mod base;
+pub mod bless;
 pub mod boot;
 pub mod gc;
 pub mod layer;

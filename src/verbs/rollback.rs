@@ -1,5 +1,6 @@
 //! `imgbase rollback [--to LAYER]`: boot an older layer by default. The
-//! steps are those of `boot --set-default`; this only decides which layer.
+//! steps are those of `boot --set-default` (which ends a pending trial);
+//! this only decides which layer. Layers whose trial failed are skipped.
 //!
 //! "Previous" is the layer just before the current default (or, without a
 //! default, before the booted layer) in the global order: bases oldest to
@@ -39,11 +40,19 @@ fn current<'l>(layout: &'l Layout, view: &BootView) -> Result<&'l str> {
         })
 }
 
-/// The layer just before `layer` in the global order, if any.
+/// The layer just before `layer` in the global order whose trial boot did
+/// not fail, if any.
 pub fn previous_layer<'l>(layout: &'l Layout, layer: &str) -> Option<&'l str> {
-    let order: Vec<&str> = layout.layers().map(|l| l.volume.lv.as_str()).collect();
-    let at = order.iter().position(|l| *l == layer)?;
-    at.checked_sub(1).map(|i| order[i])
+    let order: Vec<(&str, bool)> = layout
+        .layers()
+        .map(|l| (l.volume.lv.as_str(), l.failed))
+        .collect();
+    let at = order.iter().position(|(l, _)| *l == layer)?;
+    order[..at]
+        .iter()
+        .rev()
+        .find(|(_, failed)| !failed)
+        .map(|(l, _)| *l)
 }
 
 /// `imgbase rollback [--to LAYER]`: make `to` (or the previous layer) the
@@ -65,10 +74,16 @@ pub fn plan_rollback(layout: &Layout, view: &BootView, to: Option<&str>) -> Resu
         }
     };
     if view.default.as_deref() == Some(target) {
-        return Ok(Plan::new(
+        let mut plan = Plan::new(
             &layout.vg,
             format!("layer {target} is already the default boot entry; nothing to do"),
-        ));
+        );
+        // Rolling back is the operator's word: a pending trial ends.
+        if view.trials.pending.is_some() {
+            plan.summary = format!("layer {target} stays the default boot entry");
+            boot::end_trial(&mut plan, view);
+        }
+        return Ok(plan);
     }
     let mut plan = boot::plan_set_default(layout, view, target)?;
     plan.summary = match &view.default {

@@ -28,10 +28,14 @@ pub struct Update<'a> {
     pub bases_to_keep: usize,
     /// Where the merge report is saved (`STATE/updates/<layer>.json`).
     pub state_dir: &'a Path,
+    /// Boot the new layer as a trial with this many tries (`imgbase bless`
+    /// makes it the default once the node is up); None makes it the
+    /// default at once (`--no-trial`, `[boot] trial = false`).
+    pub trial: Option<u8>,
 }
 
 /// The layer whose configuration is carried over: the booted one, else
-/// the default boot entry's, else the newest.
+/// the default boot entry's, else the newest whose trial did not fail.
 pub fn carried_from<'l>(
     layout: &'l Layout,
     boot: Option<&BootView>,
@@ -45,6 +49,11 @@ pub fn carried_from<'l>(
         return Ok(found);
     }
     let newest = layout.find_latest_layer()?;
+    let newest = layout
+        .layers()
+        .filter(|l| !l.failed)
+        .last()
+        .unwrap_or(newest);
     Ok(layout
         .layer(&newest.volume.lv)
         .expect("the newest layer is in the layout"))
@@ -69,6 +78,9 @@ pub fn plan_update(layout: &Layout, boot: Option<&BootView>, req: &Update) -> Re
             ))
         })?;
     let nvr = parse_new_base_name(&name_text)?;
+    if !req.force {
+        check_not_failed(layout, boot, &nvr, &info.sha256)?;
+    }
     check_newer(layout, &nvr, req.force)?;
 
     let mut base_plan = base::plan_add_image(layout, &req.image)?;
@@ -113,15 +125,21 @@ pub fn plan_update(layout: &Layout, boot: Option<&BootView>, req: &Update) -> Re
     if let Some(view) = boot {
         super::boot::add_entry(&mut plan, view, &layer, Some(&from.volume.lv));
         super::boot::mark_boot(&mut plan, &layout.pool, view);
-        if view.default.as_deref() != Some(layer.as_str()) {
-            plan.push(BootStep::SetDefault {
-                layer: Some(layer.clone()),
-                previous: view.default.clone(),
-            });
+        match req.trial {
+            // The default stays the layer that works until the new one
+            // has booted all the way (`imgbase bless`).
+            Some(tries) => super::boot::push_trial(&mut plan, layout, view, &layer, tries)?,
+            None if view.default.as_deref() != Some(layer.as_str()) => {
+                plan.push(BootStep::SetDefault {
+                    layer: Some(layer.clone()),
+                    previous: view.default.clone(),
+                });
+            }
+            None => {}
         }
     }
-    // Old bases go last, once the new layer is in place and the default:
-    // the first removal is the plan's point of no return.
+    // Old bases go last, once the new layer is in place and the default
+    // (or on trial): the first removal is the plan's point of no return.
     super::gc::add_gc(
         &mut plan,
         layout,
@@ -133,6 +151,30 @@ pub fn plan_update(layout: &Layout, boot: Option<&BootView>, req: &Update) -> Re
     plan.created.push(new_base);
     plan.created.push(layer);
     Ok(plan)
+}
+
+/// Not an image whose layer failed its trial boot here (same NVR or same
+/// bytes): the node would boot it, fail and come back at every update.
+fn check_not_failed(
+    layout: &Layout,
+    boot: Option<&BootView>,
+    nvr: &Nvr,
+    sha256: &str,
+) -> Result<()> {
+    for b in &layout.bases {
+        let same = b.nvr == *nvr || b.sha256.as_deref().is_some_and(|s| s == sha256);
+        if let Some(l) = b.layers.iter().find(|l| l.failed).filter(|_| same) {
+            let lv = &l.volume.lv;
+            let why = boot
+                .and_then(|v| v.failure(lv))
+                .unwrap_or("no reason recorded");
+            return Err(Error::Refused(format!(
+                "{nvr} failed its trial boot on {lv} ({why}): fix the image, or pass --force \
+                 to try it again"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Only a newer version of the same product, unless forced.

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use super::{BootDir, BootLoader, title};
 use crate::boot::grubenv::GrubEnv;
-use crate::boot::grubmenu::{self, MenuEntry};
+use crate::boot::grubmenu::{self, ENV_FAILED, ENV_TRIAL, ENV_TRIES, MAX_TRIES, MenuEntry};
 use crate::boot::kernels::{Installed, initrd_name, linux_name};
+use crate::boot::loader::{TrialState, Trials};
 use crate::boot::{BootError, io_at, write_atomic};
 
 pub struct Grub;
@@ -81,6 +82,54 @@ impl BootLoader for Grub {
 
     fn set_default(&self, at: BootDir, id: Option<&str>) -> Result<(), BootError> {
         set_env(at, "saved_entry", id)
+    }
+
+    /// `imgbase_trial`/`imgbase_tries`, and `imgbase_failed` that the
+    /// 09_imgbase script sets when a boot finds no try left.
+    fn trials(&self, at: BootDir) -> Result<Trials, BootError> {
+        let env = load_env(at)?;
+        let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
+        Ok(Trials {
+            pending: get(ENV_TRIAL).map(|layer| TrialState {
+                layer: layer.to_string(),
+                // Anything but a digit the script counts from is no try.
+                tries: get(ENV_TRIES)
+                    .and_then(|t| t.parse::<u8>().ok())
+                    .filter(|t| *t <= MAX_TRIES)
+                    .unwrap_or(0),
+            }),
+            done: 0,
+            failed: get(ENV_FAILED).map(String::from).into_iter().collect(),
+        })
+    }
+
+    /// Both variables in one write, so grub never sees half a trial.
+    fn set_trial(&self, at: BootDir, trial: Option<&TrialState>) -> Result<(), BootError> {
+        let path = grubenv_path(at);
+        let mut env = load_env(at)?;
+        match trial {
+            Some(t) => {
+                env.set(ENV_TRIAL, &t.layer)?;
+                env.set(ENV_TRIES, &t.tries.to_string())?;
+            }
+            None => {
+                let had = env.unset(ENV_TRIAL).is_some() | env.unset(ENV_TRIES).is_some();
+                if !had {
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_at(dir))?;
+        }
+        env.save(&path)
+    }
+
+    fn clear_failed(&self, at: BootDir, layer: &str) -> Result<(), BootError> {
+        if load_env(at)?.get(ENV_FAILED) == Some(layer) {
+            set_env(at, ENV_FAILED, None)?;
+        }
+        Ok(())
     }
 
     fn needs_grub_script(&self) -> bool {

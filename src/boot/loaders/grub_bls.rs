@@ -5,6 +5,7 @@
 use super::{BootDir, BootLoader, Grub, SystemdBoot};
 use crate::boot::BootError;
 use crate::boot::kernels::Installed;
+use crate::boot::loader::{TrialState, Trials};
 
 pub struct GrubBls;
 
@@ -35,5 +36,23 @@ impl BootLoader for GrubBls {
 
     fn set_default(&self, at: BootDir, id: Option<&str>) -> Result<(), BootError> {
         Grub.set_default(at, id)
+    }
+
+    /// The entry files' counters, as systemd-boot's. grub with blscfg
+    /// does not count: the trial is its one-shot boot (`next_entry`).
+    fn trials(&self, at: BootDir) -> Result<Trials, BootError> {
+        SystemdBoot.trials(at)
+    }
+
+    fn set_trial(&self, at: BootDir, trial: Option<&TrialState>) -> Result<(), BootError> {
+        SystemdBoot.set_trial(at, trial)
+    }
+
+    fn clear_failed(&self, at: BootDir, layer: &str) -> Result<(), BootError> {
+        SystemdBoot.clear_failed(at, layer)
+    }
+
+    fn trial_next_id(&self, inst: &Installed, tries: u8) -> Option<String> {
+        SystemdBoot.trial_next_id(inst, tries)
     }
 }

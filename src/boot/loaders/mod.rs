@@ -25,6 +25,7 @@ pub use systemd_boot::SystemdBoot;
 
 use super::BootError;
 use super::kernels::{Installed, STORE};
+use super::loader::{TrialState, Trials};
 use crate::model::names::LayerName;
 
 /// A node's /boot as the loaders write into it: a view of
@@ -71,6 +72,25 @@ pub trait BootLoader {
 
     /// Make `id` the default entry (None: no default of imgbase's).
     fn set_default(&self, at: BootDir, id: Option<&str>) -> Result<(), BootError>;
+
+    /// The trial the loader holds: the layer on trial, its tries left,
+    /// and the layers it found out of tries.
+    fn trials(&self, at: BootDir) -> Result<Trials, BootError>;
+
+    /// Put `trial` on trial (None: no layer on trial). A trial the loader
+    /// found failed is left for [`BootLoader::clear_failed`].
+    fn set_trial(&self, at: BootDir, trial: Option<&TrialState>) -> Result<(), BootError>;
+
+    /// Forget that the loader found `layer` out of tries (once recorded).
+    fn clear_failed(&self, at: BootDir, layer: &str) -> Result<(), BootError>;
+
+    /// The id of a layer's entry while it is on trial with `tries` left,
+    /// when the trial is booted as the one-shot entry (BLS: the file is
+    /// renamed with its counter); None where the loader itself picks the
+    /// trial (grub's script).
+    fn trial_next_id(&self, _inst: &Installed, _tries: u8) -> Option<String> {
+        None
+    }
 
     /// Whether grub shows the entries only once imgbase's /etc/grub.d
     /// script is installed and grub.cfg regenerated.

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use super::{BootDir, BootLoader, title};
 use crate::boot::bls::{self, Entry};
 use crate::boot::kernels::{Installed, initrd_name, linux_name};
+use crate::boot::loader::{TrialState, Trials};
 use crate::boot::{BootError, io_at, refuse_control, write_atomic};
 
 pub struct SystemdBoot;
@@ -20,11 +21,13 @@ impl BootLoader for SystemdBoot {
         inst.kernels.first().map(|k| bls::entry_id(&inst.layer, k))
     }
 
-    /// An entry's id or its file name.
+    /// An entry's id or its file name, with or without a boot counter.
     fn is_entry_of(&self, id: &str, inst: &Installed) -> bool {
-        inst.kernels.iter().any(|k| {
-            bls::entry_id(&inst.layer, k) == id || bls::entry_file_name(&inst.layer, k) == id
-        })
+        let stem = id.strip_suffix(bls::FILE_SUFFIX).unwrap_or(id);
+        let (plain, _) = bls::split_counter(&format!("{stem}{}", bls::FILE_SUFFIX));
+        inst.kernels
+            .iter()
+            .any(|k| bls::entry_file_name(&inst.layer, k) == plain)
     }
 
     /// One entry a kernel.
@@ -58,8 +61,17 @@ impl BootLoader for SystemdBoot {
         }
         let dir = entries_dir(at);
         fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        // An entry on trial keeps its counted name (systemd-boot counts
+        // on it), and its plain twin goes: with both, the trial would
+        // never be blessed nor found failed.
+        let existing = our_entry_files(at)?;
         let mut wanted = Vec::new();
-        for (name, text) in entries {
+        for (plain, text) in entries {
+            let name = existing
+                .iter()
+                .find(|n| **n != plain && bls::split_counter(n).0 == plain)
+                .cloned()
+                .unwrap_or(plain);
             let path = dir.join(&name);
             // An unchanged file is not rewritten.
             if fs::read_to_string(&path).ok().as_deref() != Some(&text) {
@@ -116,6 +128,64 @@ impl BootLoader for SystemdBoot {
         write_atomic(&path, text.as_bytes()).map_err(io_at(&path))
     }
 
+    /// A trial is the layer's entry files named with a counter
+    /// (`+LEFT[-DONE]`); one at `+0` is out of tries.
+    fn trials(&self, at: BootDir) -> Result<Trials, BootError> {
+        let mut t = Trials::default();
+        for (name, layer) in files_by_layer(at)? {
+            let Some((left, done)) = bls::split_counter(&name).1 else {
+                continue;
+            };
+            if left == 0 {
+                if !t.failed.contains(&layer) {
+                    t.failed.push(layer);
+                }
+            } else if t.pending.is_none() {
+                t.pending = Some(TrialState { layer, tries: left });
+                t.done = done;
+            }
+        }
+        // A layer with one kernel out of tries failed, whatever its others say.
+        if t.pending
+            .as_ref()
+            .is_some_and(|p| t.failed.contains(&p.layer))
+        {
+            t.pending = None;
+            t.done = 0;
+        }
+        Ok(t)
+    }
+
+    /// Rename the trial's entry files to `+TRIES`, every other counted
+    /// file back to its plain name (a failed one too: that is
+    /// [`BootLoader::clear_failed`]'s, but a new trial supersedes it).
+    fn set_trial(&self, at: BootDir, trial: Option<&TrialState>) -> Result<(), BootError> {
+        for (name, layer) in files_by_layer(at)? {
+            let target = match trial {
+                Some(t) if t.layer == layer => bls::with_counter(&name, t.tries),
+                _ => bls::split_counter(&name).0,
+            };
+            rename_entry(at, &name, &target)?;
+        }
+        Ok(())
+    }
+
+    fn clear_failed(&self, at: BootDir, layer: &str) -> Result<(), BootError> {
+        for (name, l) in files_by_layer(at)? {
+            if l == layer {
+                rename_entry(at, &name, &bls::split_counter(&name).0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest kernel's counted name, as the one-shot entry.
+    fn trial_next_id(&self, inst: &Installed, tries: u8) -> Option<String> {
+        inst.kernels
+            .first()
+            .map(|k| format!("{}+{tries}", bls::entry_id(&inst.layer, k)))
+    }
+
     /// `LoaderEntryOneShot`, which `bootctl set-oneshot` sets.
     fn next_in_efi_var(&self) -> bool {
         true
@@ -128,6 +198,32 @@ fn entries_dir(at: BootDir) -> PathBuf {
 
 fn loader_conf(at: BootDir) -> PathBuf {
     at.dir.join("loader/loader.conf")
+}
+
+/// imgbase's entry files with the layer each names (`imgbase.layer=`).
+fn files_by_layer(at: BootDir) -> Result<Vec<(String, String)>, BootError> {
+    let mut out = Vec::new();
+    for name in our_entry_files(at)? {
+        let path = entries_dir(at).join(&name);
+        let text = fs::read_to_string(&path).map_err(io_at(&path))?;
+        if let Some(l) = Entry::parse(&text).options().get("imgbase.layer") {
+            out.push((name, l.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Rename an entry file (what systemd-bless-boot does), unless it has
+/// that name already. A plain twin in the way is replaced: there is
+/// never both.
+fn rename_entry(at: BootDir, from: &str, to: &str) -> Result<(), BootError> {
+    if from == to {
+        return Ok(());
+    }
+    let dir = entries_dir(at);
+    let path = dir.join(from);
+    fs::rename(&path, dir.join(to)).map_err(io_at(&path))?;
+    crate::boot::sync_dir(&dir).map_err(io_at(&dir))
 }
 
 /// imgbase's BLS entry files (by name), sorted.
