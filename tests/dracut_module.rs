@@ -258,3 +258,25 @@ fn a_name_that_is_not_a_layer_name_is_ignored_not_used() {
     assert!(!b.log.contains("lvm"), "{}", b.log);
     assert_eq!(b.rule, None);
 }
+
+/// The cmdline hook holds the initqueue only for another layer than the
+/// entry's own: the everyday boot waits for nothing more than root=.
+#[test]
+fn only_another_layer_than_the_entrys_holds_the_initqueue() {
+    let holds = |wanted: &str, root: &str| {
+        let script = format!(". {LIB}; imgbase_must_hold '{wanted}' '{root}'");
+        Command::new("dash")
+            .arg("-c")
+            .arg(script)
+            .status()
+            .unwrap()
+            .success()
+    };
+    let root = "/dev/HostVG/Node-2.0-0+1";
+    assert!(!holds("Node-2.0-0+1", root));
+    assert!(!holds("default", root));
+    assert!(!holds("", root));
+    assert!(holds("previous", root));
+    assert!(holds("latest", root));
+    assert!(holds("Node-1.0-0+2", root));
+}

@@ -4,6 +4,6 @@
 type getarg > /dev/null 2>&1 || . /lib/dracut-lib.sh
 . /lib/imgbase-lib.sh
 
-if [ ! -e /run/imgbase/resolved ] && getarg imgbase.layer= > /dev/null; then
+if [ ! -e "$IMGBASE_RUN/resolved" ] && getarg imgbase.layer= > /dev/null; then
     imgbase_resolve
 fi

@@ -58,6 +58,14 @@ imgbase_pick() {
     esac
 }
 
+# imgbase_must_hold WANTED ROOT: whether WANTED (imgbase.layer=) asks for
+# another layer than ROOT (root=/dev/VG/LV) names.
+imgbase_must_hold() {
+    [ -n "$1" ] || return 1
+    case "$1" in default | "${2##*/}") return 1 ;; esac
+    return 0
+}
+
 # Record the outcome for the booted system (/run survives switch-root) and
 # stop holding the initqueue. A non-empty REASON is said once, on the
 # console and in the journal.

@@ -29,4 +29,5 @@ install() {
     inst_simple "$moddir/imgbase-lib.sh" /lib/imgbase-lib.sh
     inst_hook cmdline 91 "$moddir/imgbase-cmdline.sh"
     inst_hook initqueue/settled 90 "$moddir/imgbase-layer.sh"
+    inst_hook pre-pivot 90 "$moddir/imgbase-pre-pivot.sh"
 }

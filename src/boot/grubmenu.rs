@@ -32,7 +32,7 @@ pub const ENV_FAILED: &str = "imgbase_failed";
 pub const TRIAL_ARGS_WORD: &str = "$imgbase_trial_args";
 /// The kernel arguments of a trial boot: a panic or a failed initramfs
 /// reboots (so grub counts the next try) instead of waiting for a human.
-pub const TRIAL_ARGS: &str = "panic=30 rd.shell=0 rd.emergency=reboot";
+pub const TRIAL_ARGS: &str = "panic=10 rd.shell=0 rd.emergency=reboot";
 /// Most tries a trial gets: the script counts down with an if/elif chain.
 pub const MAX_TRIES: u8 = 3;
 
@@ -521,15 +521,15 @@ if [ -z \"${boot_once}\" ]; then
     if [ \"${imgbase_tries}\" = \"3\" ]; then
       set imgbase_tries=\"2\"
       set default=\"${imgbase_trial}\"
-      set imgbase_trial_args=\"panic=30 rd.shell=0 rd.emergency=reboot\"
+      set imgbase_trial_args=\"panic=10 rd.shell=0 rd.emergency=reboot\"
     elif [ \"${imgbase_tries}\" = \"2\" ]; then
       set imgbase_tries=\"1\"
       set default=\"${imgbase_trial}\"
-      set imgbase_trial_args=\"panic=30 rd.shell=0 rd.emergency=reboot\"
+      set imgbase_trial_args=\"panic=10 rd.shell=0 rd.emergency=reboot\"
     elif [ \"${imgbase_tries}\" = \"1\" ]; then
       set imgbase_tries=\"0\"
       set default=\"${imgbase_trial}\"
-      set imgbase_trial_args=\"panic=30 rd.shell=0 rd.emergency=reboot\"
+      set imgbase_trial_args=\"panic=10 rd.shell=0 rd.emergency=reboot\"
     else
       set imgbase_failed=\"${imgbase_trial}\"
       unset imgbase_trial

@@ -68,6 +68,8 @@ echo "findmnt: $(findmnt -n -o SOURCE,FSTYPE,OPTIONS /)"
 echo "marker: $(cat /etc/imgbase-test-layer 2>/dev/null)"
 echo "version: $(cat /etc/imgbase-test-version 2>/dev/null)"
 echo "dracut: $(tr '\n' ' ' < /run/imgbase/layer 2>/dev/null)"
+# The initramfs's share of the boot (what systemd-analyze calls initrd), in microseconds.
+echo "initrd-us: $(( $(systemctl show -P UserspaceTimestampMonotonic) - $(systemctl show -P InitRDTimestampMonotonic) ))"
 echo "bless: $(systemctl show -P Result imgbase-bless.service) $(systemctl show -P ExecMainStatus imgbase-bless.service)"
 imgbase check 2>&1 | sed 's/^/check: /'
 echo "BOOT-REPORT-END"
