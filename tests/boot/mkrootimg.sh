@@ -67,6 +67,7 @@ echo "cmdline: $(cat /proc/cmdline)"
 echo "findmnt: $(findmnt -n -o SOURCE,FSTYPE,OPTIONS /)"
 echo "marker: $(cat /etc/imgbase-test-layer 2>/dev/null)"
 echo "version: $(cat /etc/imgbase-test-version 2>/dev/null)"
+echo "default: $(imgbase boot --get-default 2>&1)"
 echo "dracut: $(tr '\n' ' ' < /run/imgbase/layer 2>/dev/null)"
 # The initramfs's share of the boot (what systemd-analyze calls initrd), in microseconds.
 echo "initrd-us: $(( $(systemctl show -P UserspaceTimestampMonotonic) - $(systemctl show -P InitRDTimestampMonotonic) ))"
