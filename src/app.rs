@@ -497,11 +497,19 @@ impl App<'_> {
         let mut ctx = self.ctx()?;
         let recovered = self.recover(&mut ctx, true, false)?;
         let layout = ctx.layout()?;
-        let trial = (!a.no_trial && config.boot.trial).then_some(config.boot.tries);
+        // Where the loader cannot count a trial's tries, the update still
+        // goes on, the old way: the new layer is the default at once.
+        let mut trial = (!a.no_trial && config.boot.trial).then_some(config.boot.tries);
         if trial.is_some()
             && let Some(view) = &ctx.boot
+            && let Some(why) = self
+                .trial_refused(view)
+                .err()
+                .map(|e| e.to_string())
+                .or_else(|| boot::trial_unsupported(view))
         {
-            self.trial_refused(view)?;
+            tracing::warn!("no trial boot: {why}; the new layer becomes the default at once");
+            trial = None;
         }
         let req = update::Update {
             image: base::FromImage {

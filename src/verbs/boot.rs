@@ -318,7 +318,8 @@ pub fn end_trial(plan: &mut Plan, view: &BootView) {
 pub fn trial_unsupported(view: &BootView) -> Option<String> {
     (view.boot.loader == Loader::Grub && !view.boot.grub_reads_menu()).then(|| {
         format!(
-            "grub.cfg does not read imgbase's entries ({}), so grub cannot count a trial's              tries: run `imgbase boot --setup` and `update-grub` once, or pass --no-trial",
+            "grub.cfg does not read imgbase's entries ({}), so grub cannot count a trial's \
+             tries: run `imgbase boot --setup` and `update-grub` once, or pass --no-trial",
             view.boot.menu_path().display()
         )
     })
