@@ -26,12 +26,15 @@ entry_as() {
 in_layer() { # LV: mount it at /mnt/layer
   lvchange -q -ay -K "HostVG/$1" && mkdir -p /mnt/layer && mount "/dev/HostVG/$1" /mnt/layer
 }
-# break_init LV: its /sbin/init exits at once (the kernel panics).
+# break_init LV: its init exits at once, so the kernel panics. Both /sbin/init and what the
+# initramfs's systemd runs after switch-root (/usr/lib/systemd/systemd) are replaced.
 break_init() {
   in_layer "$1"
-  rm -f /mnt/layer/usr/sbin/init
-  printf '#!/bin/sh\necho "broken init: exiting"\nexit 1\n' > /mnt/layer/usr/sbin/init
-  chmod 755 /mnt/layer/usr/sbin/init
+  for f in /mnt/layer/usr/sbin/init /mnt/layer/usr/lib/systemd/systemd; do
+    rm -f "$f"
+    printf '#!/bin/sh\necho "broken init: exiting"\nexit 1\n' > "$f"
+    chmod 755 "$f"
+  done
   umount /mnt/layer
 }
 # failing_unit LV: a health check, required by boot-complete.target, that fails.
