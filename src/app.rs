@@ -500,16 +500,18 @@ impl App<'_> {
         // Where the loader cannot count a trial's tries, the update still
         // goes on, the old way: the new layer is the default at once.
         let mut trial = (!a.no_trial && config.boot.trial).then_some(config.boot.tries);
+        let mut no_trial = None;
         if trial.is_some()
             && let Some(view) = &ctx.boot
-            && let Some(why) = self
+        {
+            no_trial = self
                 .trial_refused(view)
                 .err()
                 .map(|e| e.to_string())
-                .or_else(|| boot::trial_unsupported(view))
-        {
-            tracing::warn!("no trial boot: {why}; the new layer becomes the default at once");
-            trial = None;
+                .or_else(|| boot::trial_unsupported(view));
+            if no_trial.is_some() {
+                trial = None;
+            }
         }
         let req = update::Update {
             image: base::FromImage {
@@ -528,6 +530,10 @@ impl App<'_> {
             trial,
         };
         let plan = update::plan_update(&layout, ctx.boot.as_ref(), &req)?;
+        // Said once the update is sure to go ahead (a refusal stays one line).
+        if let Some(why) = no_trial {
+            tracing::warn!("no trial boot: {why}; the new layer becomes the default at once");
+        }
         if self.cli.dry_run {
             let (_, from) = update::carried_from(&layout, ctx.boot.as_ref())?;
             let preview = self.preview(

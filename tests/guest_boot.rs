@@ -135,8 +135,9 @@ fn layers_get_boot_entries_that_follow_them() {
     assert!(p2 < p1, "{menu}");
     assert!(menu.contains("'Node 1.0-0 (layer 2)'"), "{menu}");
     let vg = &n.vg.name;
-    let want =
-        format!("root=/dev/{vg}/{l1} rd.lvm.lv={vg}/{l1} imgbase.layer={l1} console=ttyS0 quiet\n");
+    let want = format!(
+        "root=/dev/{vg}/{l1} rd.lvm.lv={vg}/{l1} imgbase.layer={l1} console=ttyS0 quiet $imgbase_trial_args\n"
+    );
     assert!(menu.contains(&want), "{menu}\nlacks {want}");
     assert_entries_resolve(&n);
     sh("grub-script-check", &[s(&n.boot.join("grub/imgbase.cfg"))]);
